@@ -1,0 +1,639 @@
+//! Experiment configuration: one TOML file with sections `[env] [ppo] [collect] [dataset] [model]
+//! [train] [eval]`. Every field has a default here (the paper-scale Dark Room values), unknown
+//! keys are refused, and every error names the file and the field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// Config used when a binary gets no `--config`.
+pub const DEFAULT_CONFIG: &str = "configs/quick.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub env: EnvConfig,
+    pub ppo: PpoConfig,
+    pub collect: CollectConfig,
+    pub dataset: DatasetConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvName {
+    /// One task per goal cell; start in the centre.
+    Darkroom,
+    /// Goal at the far corner, start at (0, 0); one task per permutation of the 5 actions.
+    DarkroomPermuted,
+}
+
+impl EnvName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvName::Darkroom => "darkroom",
+            EnvName::DarkroomPermuted => "darkroom-permuted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvConfig {
+    pub name: EnvName,
+    /// Side of the square room.
+    pub grid: usize,
+    /// Steps per episode; the last step ends the episode as a terminal.
+    pub horizon: usize,
+    /// Number of tasks used (0 = all the environment has: grid² goals, or 120 permutations).
+    pub n_tasks: usize,
+    /// Seed of the train/test task shuffle.
+    pub split_seed: u64,
+    /// Fraction of tasks used for training (rounded to the nearest task).
+    pub train_ratio: f64,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        Self {
+            name: EnvName::Darkroom,
+            grid: 9,
+            horizon: 20,
+            n_tasks: 0,
+            split_seed: 0,
+            train_ratio: 0.9,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Parallel copies of each task (streams) one learner acts in.
+    pub n_streams: usize,
+    /// Steps per stream between two updates (one rollout region).
+    pub n_steps: usize,
+    pub minibatch_size: usize,
+    pub n_epochs: usize,
+    pub lr: f64,
+    pub adam_eps: f64,
+    pub gamma: f64,
+    pub gae_lambda: f64,
+    pub clip_range: f64,
+    pub ent_coef: f64,
+    pub vf_coef: f64,
+    pub max_grad_norm: f64,
+    /// Width of both hidden layers of actor and critic.
+    pub hidden: usize,
+    /// Environment steps per task (all streams together); rounded up to whole rollouts.
+    pub total_steps: usize,
+    pub seed: u64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            n_streams: 100,
+            n_steps: 80,
+            minibatch_size: 40,
+            n_epochs: 20,
+            lr: 3e-4,
+            adam_eps: 1e-5,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            clip_range: 0.2,
+            ent_coef: 0.0,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            hidden: 64,
+            total_steps: 100_000,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectConfig {
+    /// Dataset name: written to `datasets/<dataset>.hdf5`.
+    pub dataset: String,
+    /// Transitions per compress region; absent = `ppo.n_steps` (one region per PPO rollout).
+    pub compress_interval: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContextMode {
+    /// Previous region + current region with `<c>` / `</c>` marker tokens.
+    Compressed,
+    /// The last `n_transit - 1` transitions, no markers (standard AD).
+    Window,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    pub context: ContextMode,
+    /// Window mode: context of `n_transit - 1` transitions plus the query.
+    pub n_transit: usize,
+    /// Batches assembled ahead of the training step on a background thread.
+    pub prefetch: usize,
+    /// Group samples of similar length into a batch to cut padding.
+    pub bucket_by_length: bool,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        Self {
+            context: ContextMode::Compressed,
+            n_transit: 240,
+            prefetch: 4,
+            bucket_by_length: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// One label per sequence: the query's action (the seed's objective).
+    Query,
+    /// Every position whose next action is defined is supervised.
+    Dense,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    pub dropout: f64,
+    /// Weight of the token-type loss: loss = CE(action) + w · CE(token type).
+    pub type_loss_weight: f64,
+    pub objective: Objective,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            d_model: 64,
+            n_layers: 4,
+            n_heads: 4,
+            d_ff: 256,
+            dropout: 0.1,
+            type_loss_weight: 0.1,
+            objective: Objective::Query,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Run name: outputs go to `runs/<run>/`.
+    pub run: String,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: usize,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    pub summary_interval: usize,
+    pub eval_interval: usize,
+    /// Held-out batches averaged at each eval.
+    pub eval_batches: usize,
+    pub ckpt_interval: usize,
+    /// Checkpoints kept on disk (oldest removed first).
+    pub keep_checkpoints: usize,
+    /// Steps between short in-context rollouts logged to TensorBoard (0 = never).
+    pub icl_interval: usize,
+    /// Episodes of each such rollout.
+    pub icl_episodes: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            run: String::new(),
+            batch_size: 512,
+            steps: 50_000,
+            lr: 3e-4,
+            beta1: 0.9,
+            beta2: 0.99,
+            weight_decay: 0.01,
+            warmup_steps: 1000,
+            grad_clip: 1.0,
+            summary_interval: 50,
+            eval_interval: 500,
+            eval_batches: 4,
+            ckpt_interval: 1000,
+            keep_checkpoints: 3,
+            icl_interval: 0,
+            icl_episodes: 10,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskSet {
+    Train,
+    Test,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Boundary {
+    /// A region closes after exactly `compress_interval` transitions.
+    Fixed,
+    /// The token-type head closes regions (capped at `compress_interval`).
+    Predicted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub episodes: usize,
+    /// Rollouts per task, each with its own seed.
+    pub seeds: usize,
+    pub tasks: TaskSet,
+    /// Argmax actions instead of sampling.
+    pub greedy: bool,
+    pub temperature: f64,
+    pub boundary: Boundary,
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            episodes: 500,
+            seeds: 3,
+            tasks: TaskSet::Test,
+            greedy: false,
+            temperature: 1.0,
+            boundary: Boundary::Fixed,
+            seed: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Load a config file, apply `section.key=value` overrides, validate.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&file, "", format!("cannot read: {e}")))?;
+        Self::from_toml_str(&text, &file, overrides)
+    }
+
+    /// Parse TOML text; `file` names the source in errors.
+    pub fn from_toml_str(
+        text: &str,
+        file: &str,
+        overrides: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let msg = e.message().to_string();
+            let line = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            ConfigError::new(file, &line, format!("invalid TOML: {msg}"))
+        })?;
+        for ov in overrides {
+            apply_override(&mut table, ov).map_err(|(field, msg)| {
+                ConfigError::new("--set", &field, msg)
+            })?;
+        }
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let field = if field == "." { String::new() } else { field };
+                ConfigError::new(file, &field, clean_serde_message(&e.inner().to_string()))
+            })?;
+        config.resolve();
+        config
+            .validate()
+            .map_err(|(field, msg)| ConfigError::new(file, field, msg))?;
+        Ok(config)
+    }
+
+    /// Fill values that default to other fields.
+    fn resolve(&mut self) {
+        if self.collect.compress_interval.is_none() {
+            self.collect.compress_interval = Some(self.ppo.n_steps);
+        }
+        if self.collect.dataset.is_empty() {
+            self.collect.dataset = self.env.name.as_str().to_string();
+        }
+        if self.train.run.is_empty() {
+            self.train.run = self.collect.dataset.clone();
+        }
+    }
+
+    /// Transitions per compress region.
+    pub fn compress_interval(&self) -> usize {
+        self.collect.compress_interval.unwrap_or(self.ppo.n_steps)
+    }
+
+    /// `datasets/<name>.hdf5`
+    pub fn dataset_path(&self) -> PathBuf {
+        PathBuf::from("datasets").join(format!("{}.hdf5", self.collect.dataset))
+    }
+
+    /// `runs/<run>`
+    pub fn run_dir(&self) -> PathBuf {
+        PathBuf::from("runs").join(&self.train.run)
+    }
+
+    /// The config as TOML text (stored in datasets and run folders).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Check every value's range. Error: (field, message).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        fn pos(field: &'static str, v: usize) -> Result<(), (&'static str, String)> {
+            if v == 0 {
+                return Err((field, "must be > 0".into()));
+            }
+            Ok(())
+        }
+        fn range(
+            field: &'static str,
+            v: f64,
+            lo: f64,
+            hi: f64,
+        ) -> Result<(), (&'static str, String)> {
+            if !(v >= lo && v <= hi) {
+                return Err((field, format!("must be in [{lo}, {hi}], got {v}")));
+            }
+            Ok(())
+        }
+        fn positive(field: &'static str, v: f64) -> Result<(), (&'static str, String)> {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err((field, format!("must be > 0, got {v}")));
+            }
+            Ok(())
+        }
+        let e = &self.env;
+        if e.grid < 2 {
+            return Err(("env.grid", format!("must be >= 2, got {}", e.grid)));
+        }
+        pos("env.horizon", e.horizon)?;
+        let available = crate::env::task_count(e.name, e.grid);
+        if e.n_tasks > available {
+            return Err((
+                "env.n_tasks",
+                format!("{} has only {available} tasks, got {}", e.name.as_str(), e.n_tasks),
+            ));
+        }
+        range("env.train_ratio", e.train_ratio, 0.0, 1.0)?;
+
+        let p = &self.ppo;
+        pos("ppo.n_streams", p.n_streams)?;
+        if p.n_steps < 2 {
+            return Err(("ppo.n_steps", format!("must be >= 2, got {}", p.n_steps)));
+        }
+        pos("ppo.minibatch_size", p.minibatch_size)?;
+        if p.minibatch_size > p.n_streams * p.n_steps {
+            return Err((
+                "ppo.minibatch_size",
+                format!(
+                    "must be <= n_streams * n_steps = {}, got {}",
+                    p.n_streams * p.n_steps,
+                    p.minibatch_size
+                ),
+            ));
+        }
+        pos("ppo.n_epochs", p.n_epochs)?;
+        positive("ppo.lr", p.lr)?;
+        positive("ppo.adam_eps", p.adam_eps)?;
+        range("ppo.gamma", p.gamma, 0.0, 1.0)?;
+        range("ppo.gae_lambda", p.gae_lambda, 0.0, 1.0)?;
+        positive("ppo.clip_range", p.clip_range)?;
+        range("ppo.ent_coef", p.ent_coef, 0.0, 1e3)?;
+        range("ppo.vf_coef", p.vf_coef, 0.0, 1e3)?;
+        positive("ppo.max_grad_norm", p.max_grad_norm)?;
+        pos("ppo.hidden", p.hidden)?;
+        pos("ppo.total_steps", p.total_steps)?;
+
+        let ci = self.compress_interval();
+        if ci < 2 {
+            return Err(("collect.compress_interval", format!("must be >= 2, got {ci}")));
+        }
+        if !self
+            .collect
+            .dataset
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err((
+                "collect.dataset",
+                "must be a plain name of letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+
+        if self.dataset.n_transit < 2 {
+            return Err((
+                "dataset.n_transit",
+                format!("must be >= 2, got {}", self.dataset.n_transit),
+            ));
+        }
+        pos("dataset.prefetch", self.dataset.prefetch)?;
+
+        let m = &self.model;
+        pos("model.d_model", m.d_model)?;
+        pos("model.n_layers", m.n_layers)?;
+        pos("model.n_heads", m.n_heads)?;
+        if m.d_model % m.n_heads != 0 {
+            return Err((
+                "model.n_heads",
+                format!("must divide d_model = {}, got {}", m.d_model, m.n_heads),
+            ));
+        }
+        pos("model.d_ff", m.d_ff)?;
+        if !(0.0..1.0).contains(&m.dropout) {
+            return Err(("model.dropout", format!("must be in [0, 1), got {}", m.dropout)));
+        }
+        range("model.type_loss_weight", m.type_loss_weight, 0.0, 1e3)?;
+
+        let t = &self.train;
+        if !t
+            .run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err((
+                "train.run",
+                "must be a plain name of letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        pos("train.batch_size", t.batch_size)?;
+        pos("train.steps", t.steps)?;
+        positive("train.lr", t.lr)?;
+        range("train.beta1", t.beta1, 0.0, 0.999_999)?;
+        range("train.beta2", t.beta2, 0.0, 0.999_999)?;
+        range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
+        positive("train.grad_clip", t.grad_clip)?;
+        pos("train.summary_interval", t.summary_interval)?;
+        pos("train.eval_interval", t.eval_interval)?;
+        pos("train.eval_batches", t.eval_batches)?;
+        pos("train.ckpt_interval", t.ckpt_interval)?;
+        pos("train.keep_checkpoints", t.keep_checkpoints)?;
+        pos("train.icl_episodes", t.icl_episodes)?;
+
+        let v = &self.eval;
+        pos("eval.episodes", v.episodes)?;
+        pos("eval.seeds", v.seeds)?;
+        positive("eval.temperature", v.temperature)?;
+        Ok(())
+    }
+}
+
+/// `section.key=value`; the value is read as a TOML value, or as a string when it is not one.
+fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), (String, String)> {
+    let (key, raw) = ov
+        .split_once('=')
+        .ok_or_else(|| (ov.to_string(), "expected section.key=value".to_string()))?;
+    let key = key.trim();
+    let (section, field) = key
+        .split_once('.')
+        .ok_or_else(|| (key.to_string(), "expected section.key=value".to_string()))?;
+    let value = format!("v = {}", raw.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let sec = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match sec {
+        toml::Value::Table(t) => {
+            t.insert(field.to_string(), value);
+            Ok(())
+        }
+        _ => Err((section.to_string(), "is not a section".to_string())),
+    }
+}
+
+/// serde's messages can span lines; errors here are one line.
+fn clean_serde_message(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, "configs/x.toml", &[])
+    }
+
+    #[test]
+    fn empty_file_gives_defaults_and_resolves_interval() {
+        let c = parse("").unwrap();
+        assert_eq!(c.compress_interval(), 80);
+        assert_eq!(c.collect.dataset, "darkroom");
+        assert_eq!(c.train.run, "darkroom");
+        assert_eq!(c.model.d_model, 64);
+    }
+
+    #[test]
+    fn unknown_key_names_section_and_key() {
+        let e = parse("[train]\nbatch_sise = 3\n").unwrap_err().to_string();
+        assert!(e.starts_with("configs/x.toml: train"), "{e}");
+        assert!(e.contains("batch_sise"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_section_is_refused() {
+        let e = parse("[trian]\nsteps = 3\n").unwrap_err().to_string();
+        assert!(e.contains("trian"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_field() {
+        let e = parse("[train]\nbatch_size = 0\n").unwrap_err().to_string();
+        assert_eq!(e, "configs/x.toml: train.batch_size: must be > 0");
+        let e = parse("[model]\nd_model = 64\nn_heads = 5\n").unwrap_err().to_string();
+        assert!(e.starts_with("configs/x.toml: model.n_heads: must divide"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_field() {
+        let e = parse("[ppo]\nlr = \"fast\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("configs/x.toml: ppo.lr:"), "{e}");
+        let e = parse("[dataset]\ncontext = \"spiral\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("configs/x.toml: dataset.context:"), "{e}");
+    }
+
+    #[test]
+    fn malformed_toml_names_line() {
+        let e = parse("[train]\nsteps = = 3\n").unwrap_err().to_string();
+        assert!(e.starts_with("configs/x.toml: line 2: invalid TOML"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let e = Config::load(Path::new("configs/nope.toml"), &[]).unwrap_err().to_string();
+        assert!(e.starts_with("configs/nope.toml: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_validated() {
+        let c = Config::from_toml_str(
+            "[train]\nsteps = 5\n",
+            "f.toml",
+            &["train.steps=7".into(), "dataset.context=window".into(), "train.run=abc".into()],
+        )
+        .unwrap();
+        assert_eq!(c.train.steps, 7);
+        assert_eq!(c.dataset.context, ContextMode::Window);
+        assert_eq!(c.train.run, "abc");
+        let e = Config::from_toml_str("", "f.toml", &["train.steps=0".into()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "f.toml: train.steps: must be > 0");
+        let e = Config::from_toml_str("", "f.toml", &["trainsteps".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--set: trainsteps"), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = parse("[eval]\ngreedy = true\n").unwrap();
+        let again = parse(&c.to_toml_string()).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                Config::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected darkroom.toml and quick.toml");
+    }
+}

@@ -1,0 +1,477 @@
+//! Environments behind one trait. Dark Room (as in the AD paper) and its permuted-action variant.
+//!
+//! An [`Environment`] describes a family of tasks and pure per-step dynamics over a small
+//! copyable [`EnvState`]; [`VecEnv`] steps many (task, stream) copies in one batch over flat,
+//! preallocated buffers, with no allocation per step.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use crate::config::{EnvConfig, EnvName};
+
+/// Per-copy dynamic state. Small and `Copy` so a batch is one flat `Vec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EnvState {
+    pub row: i32,
+    pub col: i32,
+    /// Steps taken in the current episode.
+    pub t: u32,
+}
+
+/// What one step returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    pub reward: f32,
+    /// The episode ended (a terminal, not a truncation).
+    pub done: bool,
+}
+
+pub trait Environment: Send + Sync {
+    /// Name as stored in datasets and configs.
+    fn name(&self) -> &'static str;
+    fn n_tasks(&self) -> usize;
+    fn n_actions(&self) -> usize;
+    /// Length of an observation vector.
+    fn obs_dim(&self) -> usize;
+    /// Number of discrete states (size of the query-state embedding).
+    fn n_states(&self) -> usize;
+    fn horizon(&self) -> usize;
+    fn reset(&self, task: usize) -> EnvState;
+    fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome;
+    fn observe(&self, state: &EnvState, obs: &mut [i32]);
+    /// Discrete index of an observation, in `0..n_states()`.
+    fn state_index(&self, obs: &[i32]) -> usize;
+    /// Best achievable episode return of a task.
+    fn optimal_return(&self, task: usize) -> f32;
+    /// What makes a task (a goal cell, an action permutation), stored on its HDF5 group.
+    fn task_params(&self, task: usize) -> Vec<i32>;
+    /// Name of the `task_params` attribute ("goal", "permutation").
+    fn task_param_name(&self) -> &'static str;
+    /// Parameters that define the environment family (stored in the dataset, checked on load).
+    fn params_json(&self) -> String;
+}
+
+/// Number of tasks an environment family offers.
+pub fn task_count(name: EnvName, grid: usize) -> usize {
+    match name {
+        EnvName::Darkroom => grid * grid,
+        EnvName::DarkroomPermuted => PERMUTATIONS_OF_5,
+    }
+}
+
+/// Build the environment a config names.
+pub fn make_env(cfg: &EnvConfig) -> Box<dyn Environment> {
+    match cfg.name {
+        EnvName::Darkroom => Box::new(DarkRoom::new(cfg.grid, cfg.horizon)),
+        EnvName::DarkroomPermuted => Box::new(DarkRoomPermuted::new(cfg.grid, cfg.horizon)),
+    }
+}
+
+/// Tasks in use (`n_tasks` = 0 means all) split into (train, test) by a seeded shuffle.
+/// The train share is `round(train_ratio · n)`: 73 of 81 at 0.9.
+pub fn split_tasks(cfg: &EnvConfig, n_available: usize) -> (Vec<usize>, Vec<usize>) {
+    let n = if cfg.n_tasks == 0 {
+        n_available
+    } else {
+        cfg.n_tasks.min(n_available)
+    };
+    let mut tasks: Vec<usize> = (0..n).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.split_seed);
+    tasks.shuffle(&mut rng);
+    let n_train = ((n as f64) * cfg.train_ratio).round() as usize;
+    let test = tasks.split_off(n_train.min(n));
+    (tasks, test)
+}
+
+/// Moves of the 5 base actions: 0 row+1, 1 row-1, 2 col+1, 3 col-1, 4 stay.
+const MOVES: [(i32, i32); 5] = [(1, 0), (-1, 0), (0, 1), (0, -1), (0, 0)];
+const PERMUTATIONS_OF_5: usize = 120;
+
+fn manhattan(a: (i32, i32), b: (i32, i32)) -> i32 {
+    (a.0 - b.0).abs() + (a.1 - b.1).abs()
+}
+
+/// Shared dynamics: move (clipped at the walls), reward 1 for every step that ends on the goal,
+/// the episode ends after `horizon` steps.
+fn grid_step(
+    grid: i32,
+    horizon: usize,
+    goal: (i32, i32),
+    state: &mut EnvState,
+    base_action: usize,
+) -> StepOutcome {
+    let (dr, dc) = MOVES[base_action];
+    state.row = (state.row + dr).clamp(0, grid - 1);
+    state.col = (state.col + dc).clamp(0, grid - 1);
+    state.t += 1;
+    let reward = if (state.row, state.col) == goal { 1.0 } else { 0.0 };
+    StepOutcome {
+        reward,
+        done: state.t as usize >= horizon,
+    }
+}
+
+fn optimal(horizon: usize, start: (i32, i32), goal: (i32, i32)) -> f32 {
+    (horizon as i32 + 1 - manhattan(start, goal)).clamp(0, horizon as i32) as f32
+}
+
+/// Dark Room: start in the centre, one task per goal cell (task `i` has goal `(i / grid, i % grid)`).
+#[derive(Debug, Clone)]
+pub struct DarkRoom {
+    grid: usize,
+    horizon: usize,
+}
+
+impl DarkRoom {
+    pub fn new(grid: usize, horizon: usize) -> Self {
+        Self { grid, horizon }
+    }
+
+    pub fn goal(&self, task: usize) -> (i32, i32) {
+        ((task / self.grid) as i32, (task % self.grid) as i32)
+    }
+
+    fn start(&self) -> (i32, i32) {
+        let c = (self.grid / 2) as i32;
+        (c, c)
+    }
+}
+
+impl Environment for DarkRoom {
+    fn name(&self) -> &'static str {
+        EnvName::Darkroom.as_str()
+    }
+    fn n_tasks(&self) -> usize {
+        self.grid * self.grid
+    }
+    fn n_actions(&self) -> usize {
+        5
+    }
+    fn obs_dim(&self) -> usize {
+        2
+    }
+    fn n_states(&self) -> usize {
+        self.grid * self.grid
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn reset(&self, _task: usize) -> EnvState {
+        let (row, col) = self.start();
+        EnvState { row, col, t: 0 }
+    }
+    fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
+        grid_step(self.grid as i32, self.horizon, self.goal(task), state, action)
+    }
+    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
+        obs[0] = state.row;
+        obs[1] = state.col;
+    }
+    fn state_index(&self, obs: &[i32]) -> usize {
+        obs[0] as usize * self.grid + obs[1] as usize
+    }
+    fn optimal_return(&self, task: usize) -> f32 {
+        optimal(self.horizon, self.start(), self.goal(task))
+    }
+    fn task_params(&self, task: usize) -> Vec<i32> {
+        let (r, c) = self.goal(task);
+        vec![r, c]
+    }
+    fn task_param_name(&self) -> &'static str {
+        "goal"
+    }
+    fn params_json(&self) -> String {
+        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
+    }
+}
+
+/// Dark Room with permuted actions: start at (0, 0), goal at the far corner; task `i` applies
+/// the `i`-th permutation (lexicographic order) of the 5 actions.
+#[derive(Debug, Clone)]
+pub struct DarkRoomPermuted {
+    grid: usize,
+    horizon: usize,
+    permutations: Vec<[u8; 5]>,
+}
+
+impl DarkRoomPermuted {
+    pub fn new(grid: usize, horizon: usize) -> Self {
+        let mut permutations = Vec::with_capacity(PERMUTATIONS_OF_5);
+        let mut p = [0u8, 1, 2, 3, 4];
+        permute(&mut p, 0, &mut permutations);
+        permutations.sort();
+        Self {
+            grid,
+            horizon,
+            permutations,
+        }
+    }
+
+    pub fn permutation(&self, task: usize) -> [u8; 5] {
+        self.permutations[task]
+    }
+
+    fn goal(&self) -> (i32, i32) {
+        let g = self.grid as i32 - 1;
+        (g, g)
+    }
+}
+
+fn permute(p: &mut [u8; 5], k: usize, out: &mut Vec<[u8; 5]>) {
+    if k == p.len() {
+        out.push(*p);
+        return;
+    }
+    for i in k..p.len() {
+        p.swap(k, i);
+        permute(p, k + 1, out);
+        p.swap(k, i);
+    }
+}
+
+impl Environment for DarkRoomPermuted {
+    fn name(&self) -> &'static str {
+        EnvName::DarkroomPermuted.as_str()
+    }
+    fn n_tasks(&self) -> usize {
+        PERMUTATIONS_OF_5
+    }
+    fn n_actions(&self) -> usize {
+        5
+    }
+    fn obs_dim(&self) -> usize {
+        2
+    }
+    fn n_states(&self) -> usize {
+        self.grid * self.grid
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn reset(&self, _task: usize) -> EnvState {
+        EnvState::default()
+    }
+    fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
+        let base = self.permutations[task][action] as usize;
+        grid_step(self.grid as i32, self.horizon, self.goal(), state, base)
+    }
+    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
+        obs[0] = state.row;
+        obs[1] = state.col;
+    }
+    fn state_index(&self, obs: &[i32]) -> usize {
+        obs[0] as usize * self.grid + obs[1] as usize
+    }
+    fn optimal_return(&self, _task: usize) -> f32 {
+        optimal(self.horizon, (0, 0), self.goal())
+    }
+    fn task_params(&self, task: usize) -> Vec<i32> {
+        self.permutations[task].iter().map(|&a| a as i32).collect()
+    }
+    fn task_param_name(&self) -> &'static str {
+        "permutation"
+    }
+    fn params_json(&self) -> String {
+        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
+    }
+}
+
+/// Many copies of an environment stepped together. Copy `i` runs task `tasks[i]`; finished
+/// episodes reset automatically (the returned `next_obs` is the terminal observation, `obs`
+/// then holds the first observation of the next episode, as in stable-baselines3's VecEnv).
+pub struct VecEnv<'a> {
+    env: &'a dyn Environment,
+    tasks: Vec<usize>,
+    states: Vec<EnvState>,
+    obs_dim: usize,
+}
+
+impl<'a> VecEnv<'a> {
+    pub fn new(env: &'a dyn Environment, tasks: Vec<usize>) -> Self {
+        let states = tasks.iter().map(|&t| env.reset(t)).collect();
+        Self {
+            env,
+            tasks,
+            states,
+            obs_dim: env.obs_dim(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    pub fn tasks(&self) -> &[usize] {
+        &self.tasks
+    }
+
+    pub fn env(&self) -> &dyn Environment {
+        self.env
+    }
+
+    /// Current observations, `[len, obs_dim]` flattened.
+    pub fn observe(&self, obs: &mut [i32]) {
+        for (s, o) in self.states.iter().zip(obs.chunks_exact_mut(self.obs_dim)) {
+            self.env.observe(s, o);
+        }
+    }
+
+    /// Step every copy. `next_obs` gets the observation after the step (terminal included),
+    /// `obs` the observation the next action is taken from.
+    pub fn step(
+        &mut self,
+        actions: &[usize],
+        next_obs: &mut [i32],
+        obs: &mut [i32],
+        rewards: &mut [f32],
+        dones: &mut [bool],
+    ) {
+        let d = self.obs_dim;
+        for i in 0..self.tasks.len() {
+            let task = self.tasks[i];
+            let st = &mut self.states[i];
+            let out = self.env.step(task, st, actions[i]);
+            self.env.observe(st, &mut next_obs[i * d..(i + 1) * d]);
+            if out.done {
+                *st = self.env.reset(task);
+            }
+            self.env.observe(st, &mut obs[i * d..(i + 1) * d]);
+            rewards[i] = out.reward;
+            dones[i] = out.done;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(env: &dyn Environment, task: usize, actions: &[usize]) -> Vec<((i32, i32), f32, bool)> {
+        let mut s = env.reset(task);
+        actions
+            .iter()
+            .map(|&a| {
+                let o = env.step(task, &mut s, a);
+                ((s.row, s.col), o.reward, o.done)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn darkroom_moves_and_walls() {
+        let env = DarkRoom::new(9, 20);
+        // Goal (8, 4): task 8*9+4 = 76. From (4,4): four row+1 moves reach row 8, a fifth is
+        // clipped at the wall and stays on the goal.
+        let steps = run(&env, 76, &[0, 0, 0, 0, 0, 2, 3]);
+        let pos: Vec<_> = steps.iter().map(|s| s.0).collect();
+        assert_eq!(pos, vec![(5, 4), (6, 4), (7, 4), (8, 4), (8, 4), (8, 5), (8, 4)]);
+        let rewards: Vec<_> = steps.iter().map(|s| s.1).collect();
+        assert_eq!(rewards, vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
+        // Top-left wall: from (4,4), five row-1 moves end at row 0; col-1 likewise.
+        let steps = run(&env, 0, &[1, 1, 1, 1, 1, 3, 3, 3, 3, 3]);
+        assert_eq!(steps[4].0, (0, 4));
+        assert_eq!(steps[9].0, (0, 0));
+        assert_eq!(steps[8].1, 1.0, "reaching (0,0) on the 9th step pays");
+        assert_eq!(steps[9].1, 1.0, "col-1 at the wall stays on the goal and pays again");
+    }
+
+    #[test]
+    fn reward_every_step_at_goal_and_horizon_ends() {
+        let env = DarkRoom::new(9, 20);
+        let centre = 4 * 9 + 4;
+        let steps = run(&env, centre, &[4; 20]);
+        assert!(steps.iter().all(|s| s.1 == 1.0));
+        let dones: Vec<_> = steps.iter().map(|s| s.2).collect();
+        assert!(dones[..19].iter().all(|d| !d));
+        assert!(dones[19]);
+        let ret: f32 = steps.iter().map(|s| s.1).sum();
+        assert_eq!(ret, env.optimal_return(centre));
+    }
+
+    #[test]
+    fn optimal_return_formula() {
+        let env = DarkRoom::new(9, 20);
+        // clamp(21 - manhattan((4,4), goal), 0, 20)
+        assert_eq!(env.optimal_return(4 * 9 + 4), 20.0); // distance 0 → clamp(21) = 20
+        assert_eq!(env.optimal_return(4 * 9 + 5), 20.0); // distance 1
+        assert_eq!(env.optimal_return(0), 13.0); // (0,0): distance 8
+        assert_eq!(env.optimal_return(80), 13.0);
+        let small = DarkRoom::new(9, 5);
+        assert_eq!(small.optimal_return(0), 0.0); // 6 - 8 clamped to 0
+        // Walking straight to (0,0) and staying earns exactly the optimum.
+        let mut acts = vec![1, 1, 1, 1, 3, 3, 3, 3];
+        acts.resize(20, 4);
+        let ret: f32 = run(&env, 0, &acts).iter().map(|s| s.1).sum();
+        assert_eq!(ret, 13.0);
+    }
+
+    #[test]
+    fn permuted_actions() {
+        let env = DarkRoomPermuted::new(9, 20);
+        assert_eq!(env.n_tasks(), 120);
+        assert_eq!(env.permutation(0), [0, 1, 2, 3, 4]);
+        assert_eq!(env.permutation(119), [4, 3, 2, 1, 0]);
+        let distinct: std::collections::HashSet<_> = (0..120).map(|t| env.permutation(t)).collect();
+        assert_eq!(distinct.len(), 120);
+        // Task 119 reverses: action 4 → base 0 (row+1), action 2 → base 2 (col+1),
+        // action 0 → base 4 (stay).
+        let steps = run(&env, 119, &[4, 2, 0]);
+        assert_eq!(steps[0].0, (1, 0));
+        assert_eq!(steps[1].0, (1, 1));
+        assert_eq!(steps[2].0, (1, 1));
+        assert_eq!(env.optimal_return(5), 5.0); // 21 - 16
+        // Reaching the corner in 16 steps with the reversed actions, then staying, earns 5.
+        let mut acts = vec![4; 8];
+        acts.extend([2; 8]);
+        acts.extend([0; 4]);
+        let out = run(&env, 119, &acts);
+        assert_eq!(out[15].0, (8, 8));
+        assert_eq!(out.iter().map(|s| s.1).sum::<f32>(), 5.0);
+        assert!(out[19].2);
+    }
+
+    #[test]
+    fn split_sizes_and_determinism() {
+        let cfg = EnvConfig::default();
+        let (train, test) = split_tasks(&cfg, 81);
+        assert_eq!((train.len(), test.len()), (73, 8));
+        let mut all: Vec<_> = train.iter().chain(&test).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..81).collect::<Vec<_>>());
+        assert_eq!(split_tasks(&cfg, 81), (train.clone(), test.clone()));
+        let other = EnvConfig {
+            split_seed: 1,
+            ..cfg.clone()
+        };
+        assert_ne!(split_tasks(&other, 81).1, test);
+        let few = EnvConfig {
+            n_tasks: 10,
+            ..cfg
+        };
+        let (tr, te) = split_tasks(&few, 81);
+        assert_eq!((tr.len(), te.len()), (9, 1));
+        assert!(tr.iter().chain(&te).all(|&t| t < 10));
+    }
+
+    #[test]
+    fn vec_env_auto_resets_and_reports_terminal_obs() {
+        let env = DarkRoom::new(3, 2);
+        let mut v = VecEnv::new(&env, vec![0, 8]);
+        let (mut nobs, mut obs) = ([0; 4], [0; 4]);
+        let (mut r, mut d) = ([0.0; 2], [false; 2]);
+        v.observe(&mut obs);
+        assert_eq!(obs, [1, 1, 1, 1]);
+        v.step(&[1, 0], &mut nobs, &mut obs, &mut r, &mut d);
+        assert_eq!(nobs, [0, 1, 2, 1]);
+        assert_eq!(d, [false, false]);
+        v.step(&[3, 2], &mut nobs, &mut obs, &mut r, &mut d);
+        assert_eq!(nobs, [0, 0, 2, 2]);
+        assert_eq!(r, [1.0, 1.0]);
+        assert_eq!(d, [true, true]);
+        assert_eq!(obs, [1, 1, 1, 1], "reset to the centre after the horizon");
+    }
+}

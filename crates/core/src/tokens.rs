@@ -1,0 +1,139 @@
+//! Compress markers (stored per transition) and token types (seen by the model).
+
+/// Marker of a stored transition (DESIGN §4).
+pub mod marker {
+    /// Inside a region.
+    pub const NONE: u8 = 0;
+    /// First transition of a region (`<compress>`).
+    pub const START: u8 = 1;
+    /// Last transition of a region (`</compress>`).
+    pub const END: u8 = 2;
+}
+
+/// Token types the model embeds and the token-type head predicts.
+pub mod token_type {
+    /// A transition or the query.
+    pub const TRANSITION: u8 = 0;
+    /// `<c>`: a region opens.
+    pub const OPEN: u8 = 1;
+    /// `</c>`: a region closes.
+    pub const CLOSE: u8 = 2;
+    pub const COUNT: usize = 3;
+}
+
+/// Marker of transition `t` of a stream with regions of `interval` transitions (`interval ≥ 2`):
+/// `START` if `t % I == 0`, `END` if `t % I == I - 1`, else `NONE`.
+pub fn marker_at(t: usize, interval: usize) -> u8 {
+    debug_assert!(interval >= 2);
+    match t % interval {
+        0 => marker::START,
+        r if r == interval - 1 => marker::END,
+        _ => marker::NONE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_with_a_short_last_region() {
+        // I = 3, T = 8: regions [0,3) [3,6) [6,8); the last is cut short and has no END.
+        let m: Vec<u8> = (0..8).map(|t| marker_at(t, 3)).collect();
+        assert_eq!(m, vec![1, 0, 2, 1, 0, 2, 1, 0]);
+        // I = 2: every transition is a START or an END.
+        let m: Vec<u8> = (0..5).map(|t| marker_at(t, 2)).collect();
+        assert_eq!(m, vec![1, 2, 1, 2, 1]);
+        assert_eq!(marker_at(80, 80), marker::START);
+        assert_eq!(marker_at(159, 80), marker::END);
+        assert_eq!(marker_at(158, 80), marker::NONE);
+    }
+}
+
+/// What a sequence position holds. The token-type embedding uses [`type_of_kind`].
+pub mod token_kind {
+    /// A transition `(s, a, r, s')`, embedded from its features.
+    pub const TRANSITION: u8 = 0;
+    /// `<c>` marker.
+    pub const OPEN: u8 = 1;
+    /// `</c>` marker.
+    pub const CLOSE: u8 = 2;
+    /// The query `q(s_t)`, embedded from the discrete state index.
+    pub const QUERY: u8 = 3;
+}
+
+/// Token type (0 transition/query, 1 `<c>`, 2 `</c>`) of a token kind.
+pub fn type_of_kind(kind: u8) -> u8 {
+    match kind {
+        token_kind::OPEN => token_type::OPEN,
+        token_kind::CLOSE => token_type::CLOSE,
+        _ => token_type::TRANSITION,
+    }
+}
+
+/// Label value of a position that is not supervised.
+pub const IGNORE: i32 = -1;
+
+/// Length of a transition's feature vector: `concat(s, one_hot(a), r, s')`.
+pub fn transition_feature_dim(obs_dim: usize, n_actions: usize) -> usize {
+    2 * obs_dim + n_actions + 1
+}
+
+/// Write `concat(s, one_hot(a), r, s')` into `out` (length [`transition_feature_dim`]).
+pub fn transition_features(s: &[i32], a: usize, r: f32, s_next: &[i32], n_actions: usize, out: &mut [f32]) {
+    let d = s.len();
+    debug_assert_eq!(out.len(), 2 * d + n_actions + 1);
+    for (o, &v) in out[..d].iter_mut().zip(s) {
+        *o = v as f32;
+    }
+    out[d..d + n_actions].fill(0.0);
+    out[d + a] = 1.0;
+    out[d + n_actions] = r;
+    for (o, &v) in out[d + n_actions + 1..].iter_mut().zip(s_next) {
+        *o = v as f32;
+    }
+}
+
+/// A padded batch of token sequences, ready for the model: no per-token work left.
+/// Sequences are left-aligned; positions `>= lengths[b]` are padding. Position embeddings use
+/// the index within the sequence. Flat row-major buffers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenBatch {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub feat_dim: usize,
+    /// `[batch, seq_len, feat_dim]`: transition features; zeros at other kinds and padding.
+    pub features: Vec<f32>,
+    /// `[batch, seq_len]`: a [`token_kind`] per position (padding: TRANSITION, masked).
+    pub kinds: Vec<u8>,
+    /// `[batch, seq_len]`: discrete state index at QUERY positions, 0 elsewhere.
+    pub state_index: Vec<i32>,
+    /// `[batch]`: real tokens per sequence.
+    pub lengths: Vec<usize>,
+    /// `[batch, seq_len]`: action label at supervised positions, [`IGNORE`] elsewhere.
+    pub target_action: Vec<i32>,
+    /// `[batch, seq_len]`: label of the next token's type at supervised positions, else [`IGNORE`].
+    pub target_type: Vec<i32>,
+}
+
+impl TokenBatch {
+    /// An all-padding batch of the given size.
+    pub fn zeros(batch: usize, seq_len: usize, feat_dim: usize) -> Self {
+        Self {
+            batch,
+            seq_len,
+            feat_dim,
+            features: vec![0.0; batch * seq_len * feat_dim],
+            kinds: vec![token_kind::TRANSITION; batch * seq_len],
+            state_index: vec![0; batch * seq_len],
+            lengths: vec![0; batch],
+            target_action: vec![IGNORE; batch * seq_len],
+            target_type: vec![IGNORE; batch * seq_len],
+        }
+    }
+
+    /// Number of supervised (action-labelled) positions.
+    pub fn n_labels(&self) -> usize {
+        self.target_action.iter().filter(|&&a| a != IGNORE).count()
+    }
+}
