@@ -1,0 +1,62 @@
+//! `collect`: train one PPO learner per task and write their learning histories.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use ccad_core::cli::{ConfigArgs, run_main};
+use collect::{CollectOptions, EngineKind};
+
+#[derive(Debug, Parser)]
+#[command(about = "Train one PPO learner per task and record their learning histories (HDF5)")]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output file (default: datasets/<collect.dataset>.hdf5).
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
+    /// Measure speed only: train the learners, write nothing, report env-steps/s.
+    #[arg(long)]
+    bench: bool,
+    /// Where the learners are computed.
+    #[arg(long, value_enum, default_value_t = EngineKind::Native)]
+    engine: EngineKind,
+}
+
+fn main() -> ExitCode {
+    run_main(|| -> anyhow::Result<()> {
+        let args = Args::parse();
+        let cfg = args.config.load()?;
+        if args.bench {
+            let report = collect::bench(&cfg, args.engine)?;
+            println!(
+                "bench ({}): {}",
+                engine_name(args.engine),
+                report.speed_line()
+            );
+            return Ok(());
+        }
+        let opts = CollectOptions {
+            out: args.out.clone(),
+            force: args.force,
+            engine: args.engine,
+            ..Default::default()
+        };
+        let report = collect::collect(&cfg, &opts)?;
+        let dest = args.out.unwrap_or_else(|| cfg.dataset_path());
+        println!("{report}");
+        println!("wrote {}", dest.display());
+        Ok(())
+    })
+}
+
+fn engine_name(e: EngineKind) -> &'static str {
+    match e {
+        EngineKind::Native => "native",
+        EngineKind::Burn => "burn",
+    }
+}

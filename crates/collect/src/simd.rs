@@ -1,0 +1,22 @@
+//! The default build targets baseline x86-64 (SSE2). The hot elementwise loops (tanh, Adam)
+//! run through [`wide`], which compiles them for AVX2/FMA and picks that code at run time where
+//! the CPU has it.
+
+/// Run `f`, compiled with AVX2 and FMA enabled when the CPU supports them. `f` must be small
+/// enough to inline (a loop over slices), or it keeps the baseline code.
+#[inline(always)]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features `avx2` is compiled for.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}

@@ -1,0 +1,178 @@
+//! A tiny collect run end to end: the file's names, dtypes, shapes, markers and attributes
+//! (through core's reader), determinism, refusal to overwrite, TensorBoard tags.
+
+use std::path::Path;
+
+use ccad_core::config::Config;
+use ccad_core::history::{FORMAT_VERSION, HistoryReader};
+use collect::{CollectOptions, collect};
+
+/// 3×3 room, horizon 4, 4 tasks; 3 streams × 4 steps per rollout, 24 steps → 2 rollouts,
+/// T = 8 per stream; compress interval 3 → regions [0,3) [3,6) [6,8), the last one short.
+fn tiny_config() -> Config {
+    let text = r#"
+[env]
+grid = 3
+horizon = 4
+n_tasks = 4
+train_ratio = 0.75
+[ppo]
+n_streams = 3
+n_steps = 4
+minibatch_size = 6
+n_epochs = 2
+hidden = 8
+total_steps = 24
+[collect]
+dataset = "tiny"
+compress_interval = 3
+"#;
+    Config::from_toml_str(text, "tiny.toml", &[]).unwrap()
+}
+
+fn run(
+    cfg: &Config,
+    dir: &Path,
+    name: &str,
+    force: bool,
+) -> ccad_core::Result<::collect::report::Report> {
+    let opts = CollectOptions {
+        out: Some(dir.join(name)),
+        force,
+        log_dir: Some(dir.join(format!("runs-{name}"))),
+        quiet: true,
+        ..Default::default()
+    };
+    collect(cfg, &opts)
+}
+
+#[test]
+fn round_trip_markers_and_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config();
+    let report = run(&cfg, dir.path(), "a.hdf5", false).unwrap();
+    assert_eq!(report.rows.len(), 4);
+    let r = HistoryReader::open(&dir.path().join("a.hdf5")).unwrap();
+    assert_eq!(r.meta.format_version, FORMAT_VERSION);
+    assert_eq!(r.meta.env_name, "darkroom");
+    assert_eq!(r.meta.env_params, r#"{"grid":3,"horizon":4}"#);
+    assert_eq!(r.meta.compress_interval, 3);
+    assert_eq!(r.meta.n_actions, 5);
+    assert_eq!(
+        Config::from_toml_str(&r.meta.config, "stored", &[]).unwrap(),
+        cfg
+    );
+    // round(0.75 · 4) = 3 train tasks, 1 test; together all four.
+    assert_eq!((r.meta.train_tasks.len(), r.meta.test_tasks.len()), (3, 1));
+    let mut all: Vec<usize> = r
+        .meta
+        .train_tasks
+        .iter()
+        .chain(&r.meta.test_tasks)
+        .copied()
+        .collect();
+    all.sort();
+    assert_eq!(all, vec![0, 1, 2, 3]);
+    assert_eq!(r.tasks().unwrap(), vec![0, 1, 2, 3]);
+    for task in 0..4 {
+        // read_task checks every name, dtype (int32 / float32 / uint8) and shape.
+        let h = r.read_task(task, "goal").unwrap();
+        assert_eq!((h.steps, h.n_stream, h.obs_dim), (8, 3, 2));
+        assert_eq!(h.params, vec![task as i32 / 3, task as i32 % 3]);
+        // Centre (1,1); optimal = clamp(5 − manhattan, 0, 4).
+        let want_opt =
+            (5 - ((task as i32 / 3 - 1).abs() + (task as i32 % 3 - 1).abs())).clamp(0, 4);
+        assert_eq!(h.optimal_return, want_opt as f32);
+        let per_t: Vec<u8> = h.compress_markers.chunks(3).map(|c| c[0]).collect();
+        assert_eq!(
+            per_t,
+            vec![1, 0, 2, 1, 0, 2, 1, 0],
+            "short last region: start, no end"
+        );
+        assert!(
+            h.compress_markers
+                .chunks(3)
+                .all(|c| c.iter().all(|&m| m == c[0]))
+        );
+        for t in 0..8 {
+            for s in 0..3 {
+                let i = t * 3 + s;
+                // Horizon 4: episodes end at t = 3 and t = 7 in every stream.
+                assert_eq!(h.dones[i], (t % 4 == 3) as u8);
+                let next = &h.next_states[2 * i..2 * i + 2];
+                let goal = [task as i32 / 3, task as i32 % 3];
+                assert_eq!(h.rewards[i], if next == goal { 1.0 } else { 0.0 });
+                assert!((0..5).contains(&h.actions[i]));
+                if t + 1 < 8 {
+                    let following = &h.states[2 * (i + 3)..2 * (i + 3) + 2];
+                    if h.dones[i] == 1 {
+                        assert_eq!(following, [1, 1], "reset to the centre after an episode");
+                    } else {
+                        assert_eq!(following, next, "next state is the following state");
+                    }
+                }
+            }
+        }
+        assert_eq!(&h.states[..2], [1, 1]);
+    }
+    // TensorBoard scalars.
+    let scalars = ccad_core::tb::read_scalars(&dir.path().join("runs-a.hdf5")).unwrap();
+    for tag in [
+        "collect/return_mean",
+        "collect/return/task_03",
+        "losses/value_loss",
+        "losses/policy_loss",
+        "losses/approx_kl",
+        "losses/clipfrac",
+    ] {
+        let steps: Vec<i64> = scalars.iter().filter(|s| s.0 == tag).map(|s| s.1).collect();
+        assert_eq!(
+            steps,
+            vec![12, 24],
+            "{tag} logged once per rollout against env steps"
+        );
+    }
+}
+
+#[test]
+fn same_config_same_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config();
+    run(&cfg, dir.path(), "a.hdf5", false).unwrap();
+    run(&cfg, dir.path(), "b.hdf5", false).unwrap();
+    let (a, b) = (
+        HistoryReader::open(&dir.path().join("a.hdf5")).unwrap(),
+        HistoryReader::open(&dir.path().join("b.hdf5")).unwrap(),
+    );
+    assert_eq!(a.meta, b.meta);
+    for t in 0..4 {
+        assert_eq!(
+            a.read_task(t, "goal").unwrap(),
+            b.read_task(t, "goal").unwrap()
+        );
+    }
+    // A different seed gives different actions.
+    let mut other = cfg.clone();
+    other.ppo.seed = 1;
+    run(&other, dir.path(), "c.hdf5", false).unwrap();
+    let c = HistoryReader::open(&dir.path().join("c.hdf5")).unwrap();
+    assert_ne!(
+        a.read_task(0, "goal").unwrap().actions,
+        c.read_task(0, "goal").unwrap().actions
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.hdf5");
+    std::fs::write(&path, b"precious").unwrap();
+    let err = run(&tiny_config(), dir.path(), "a.hdf5", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a.hdf5") && err.contains("--force"), "{err}");
+    assert!(!err.contains('\n'));
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    run(&tiny_config(), dir.path(), "a.hdf5", true).unwrap();
+    assert!(HistoryReader::open(&path).is_ok());
+}
