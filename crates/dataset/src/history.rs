@@ -1,0 +1,266 @@
+//! Learning histories in memory: struct of arrays, history-major.
+//!
+//! A *history* is one (task, stream) of a history file: `len` consecutive transitions. The file
+//! stores each task time-major (`[T, n_stream, …]`); here every history's transitions are
+//! contiguous, so a context is a slice and a global transition id `g` addresses every array.
+
+use std::path::{Path, PathBuf};
+
+use ccad_core::config::{Config, TaskSet};
+use ccad_core::env::{Environment, make_env};
+use ccad_core::history::{HistoryMeta, HistoryReader, TaskHistory, attrs, names};
+use ccad_core::tokens::transition_feature_dim;
+use ccad_core::{Error, Result};
+
+/// All loaded histories. Transition `g` (a global id, `0..n_transitions()`) of history `h` lies
+/// in `offsets[h]..offsets[h + 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histories {
+    /// The file they came from (for error messages).
+    pub path: PathBuf,
+    pub meta: HistoryMeta,
+    pub obs_dim: usize,
+    pub n_actions: usize,
+    /// Task id of each history.
+    pub task: Vec<u32>,
+    /// Stream (within its task) of each history.
+    pub stream: Vec<u32>,
+    /// `[n_histories + 1]`: prefix sums of history lengths.
+    pub offsets: Vec<usize>,
+    /// `[n_transitions, obs_dim]`
+    pub states: Vec<i32>,
+    /// `[n_transitions, obs_dim]`
+    pub next_states: Vec<i32>,
+    /// `[n_transitions]`; checked `< n_actions` at load.
+    pub actions: Vec<u8>,
+    pub rewards: Vec<f32>,
+    /// `[n_transitions]`: compress markers as stored.
+    pub markers: Vec<u8>,
+    /// `[n_transitions]`: the environment's discrete index of `states[g]` (the query embedding).
+    pub state_index: Vec<u32>,
+}
+
+impl Histories {
+    pub fn n_histories(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn n_transitions(&self) -> usize {
+        self.actions.len()
+    }
+
+    /// Transitions `[start, end)` (global ids) of history `h`.
+    pub fn range(&self, h: usize) -> std::ops::Range<usize> {
+        self.offsets[h]..self.offsets[h + 1]
+    }
+
+    /// Length of a transition's feature vector.
+    pub fn feat_dim(&self) -> usize {
+        transition_feature_dim(self.obs_dim, self.n_actions)
+    }
+
+    /// Write transition `g`'s features `concat(s, one_hot(a), r, s')` into `out`.
+    #[inline]
+    pub fn features(&self, g: usize, out: &mut [f32]) {
+        let d = self.obs_dim;
+        ccad_core::tokens::transition_features(
+            &self.states[g * d..(g + 1) * d],
+            self.actions[g] as usize,
+            self.rewards[g],
+            &self.next_states[g * d..(g + 1) * d],
+            self.n_actions,
+            out,
+        );
+    }
+
+    /// Load the tasks `which` selects from a history file, checking it against `cfg`.
+    pub fn load(path: &Path, cfg: &Config, which: TaskSet) -> Result<Self> {
+        let reader = HistoryReader::open(path)?;
+        let env = make_env(&cfg.env);
+        check_meta(path, &reader.meta, cfg, env.as_ref())?;
+        let meta = reader.meta.clone();
+        let tasks = match which {
+            TaskSet::Train => meta.train_tasks.clone(),
+            TaskSet::Test => meta.test_tasks.clone(),
+            TaskSet::All => {
+                let mut all = [meta.train_tasks.clone(), meta.test_tasks.clone()].concat();
+                all.sort_unstable();
+                all
+            }
+        };
+        if tasks.is_empty() {
+            let field = match which {
+                TaskSet::Test => attrs::TEST_TASKS,
+                _ => attrs::TRAIN_TASKS,
+            };
+            return Err(Error::file(path, field, "lists no tasks"));
+        }
+        let mut out = Histories::empty(path, meta, env.as_ref());
+        for task in tasks {
+            let th = reader.read_task(task, env.task_param_name())?;
+            out.push_task(&th, env.as_ref())?;
+        }
+        Ok(out)
+    }
+
+    /// No histories yet, for `env`'s observation and action sizes; `push_task` adds them.
+    pub fn empty(path: &Path, meta: HistoryMeta, env: &dyn Environment) -> Self {
+        Self::new(path, meta, env.obs_dim(), env.n_actions())
+    }
+
+    /// No histories yet; fill the arrays directly (tests, synthetic corpora) or with
+    /// `push_task`.
+    pub fn new(path: &Path, meta: HistoryMeta, obs_dim: usize, n_actions: usize) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            meta,
+            obs_dim,
+            n_actions,
+            task: Vec::new(),
+            stream: Vec::new(),
+            offsets: vec![0],
+            states: Vec::new(),
+            next_states: Vec::new(),
+            actions: Vec::new(),
+            rewards: Vec::new(),
+            markers: Vec::new(),
+            state_index: Vec::new(),
+        }
+    }
+
+    /// Append one task's streams (time-major in `th`) as histories, validating values.
+    pub fn push_task(&mut self, th: &TaskHistory, env: &dyn Environment) -> Result<()> {
+        let p = &self.path;
+        let field = |name: &str| format!("{}/{}", th.task, name);
+        if th.obs_dim != self.obs_dim {
+            return Err(Error::file(
+                p,
+                field(names::STATES),
+                format!(
+                    "observation size {} but {} has {}",
+                    th.obs_dim,
+                    env.name(),
+                    self.obs_dim
+                ),
+            ));
+        }
+        if th.steps == 0 || th.n_stream == 0 {
+            return Err(Error::file(p, field(names::STATES), "holds no transitions"));
+        }
+        let (t_len, s_len, d) = (th.steps, th.n_stream, th.obs_dim);
+        let n_states = env.n_states();
+        let n_new = t_len * s_len;
+        self.states.reserve(n_new * d);
+        self.next_states.reserve(n_new * d);
+        self.actions.reserve(n_new);
+        self.rewards.reserve(n_new);
+        self.markers.reserve(n_new);
+        self.state_index.reserve(n_new);
+        for s in 0..s_len {
+            for t in 0..t_len {
+                let i = t * s_len + s;
+                let obs = &th.states[i * d..(i + 1) * d];
+                let next = &th.next_states[i * d..(i + 1) * d];
+                let idx = state_index_checked(env, obs, n_states).ok_or_else(|| {
+                    Error::file(
+                        p,
+                        field(names::STATES),
+                        format!(
+                            "stream {s} step {t}: {obs:?} is not a state of {}",
+                            env.name()
+                        ),
+                    )
+                })?;
+                if state_index_checked(env, next, n_states).is_none() {
+                    return Err(Error::file(
+                        p,
+                        field(names::NEXT_STATES),
+                        format!(
+                            "stream {s} step {t}: {next:?} is not a state of {}",
+                            env.name()
+                        ),
+                    ));
+                }
+                let a = th.actions[i];
+                if a < 0 || a as usize >= self.n_actions {
+                    return Err(Error::file(
+                        p,
+                        field(names::ACTIONS),
+                        format!(
+                            "stream {s} step {t}: action {a} not in 0..{}",
+                            self.n_actions
+                        ),
+                    ));
+                }
+                self.states.extend_from_slice(obs);
+                self.next_states.extend_from_slice(next);
+                self.actions.push(a as u8);
+                self.rewards.push(th.rewards[i]);
+                self.markers.push(th.compress_markers[i]);
+                self.state_index.push(idx as u32);
+            }
+            self.task.push(th.task as u32);
+            self.stream.push(s as u32);
+            self.offsets.push(self.actions.len());
+        }
+        Ok(())
+    }
+}
+
+fn state_index_checked(env: &dyn Environment, obs: &[i32], n_states: usize) -> Option<usize> {
+    // Negative coordinates would wrap in the environment's index arithmetic.
+    if obs.iter().any(|&v| v < 0) {
+        return None;
+    }
+    let idx = env.state_index(obs);
+    (idx < n_states).then_some(idx)
+}
+
+/// Refuse a file that was collected for another environment or interval than `cfg` names.
+fn check_meta(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environment) -> Result<()> {
+    if meta.env_name != env.name() {
+        return Err(Error::file(
+            path,
+            attrs::ENV_NAME,
+            format!("is {:?}, the config says {:?}", meta.env_name, env.name()),
+        ));
+    }
+    let want = env.params_json();
+    let parsed = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+    let have = parsed(&meta.env_params)
+        .ok_or_else(|| Error::file(path, attrs::ENV_PARAMS, "is not JSON"))?;
+    if Some(&have) != parsed(&want).as_ref() {
+        return Err(Error::file(
+            path,
+            attrs::ENV_PARAMS,
+            format!("is {}, the config says {want}", meta.env_params),
+        ));
+    }
+    if meta.compress_interval != cfg.compress_interval() {
+        return Err(Error::file(
+            path,
+            attrs::COMPRESS_INTERVAL,
+            format!(
+                "is {}, the config says {} (collect.compress_interval)",
+                meta.compress_interval,
+                cfg.compress_interval()
+            ),
+        ));
+    }
+    if meta.n_actions != env.n_actions() {
+        return Err(Error::file(
+            path,
+            attrs::N_ACTIONS,
+            format!(
+                "is {}, {} has {}",
+                meta.n_actions,
+                env.name(),
+                env.n_actions()
+            ),
+        ));
+    }
+    if env.n_actions() > u8::MAX as usize + 1 {
+        return Err(Error::file(path, attrs::N_ACTIONS, "more than 256 actions"));
+    }
+    Ok(())
+}

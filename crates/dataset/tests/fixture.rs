@@ -1,0 +1,287 @@
+//! A small hand-made history file, its expected batches written out by hand, and the errors
+//! a file that does not match the config must give.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ccad_core::config::{Config, TaskSet};
+use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
+use ccad_core::tokens::{IGNORE, TokenBatch};
+use dataset::{Dataset, Histories, Sampler, fixed_batches, sequential_batches};
+
+const CONFIG: &str = "[env]\ngrid = 3\nhorizon = 4\n[collect]\ncompress_interval = 3\n\
+                      [dataset]\nn_transit = 3\n";
+
+fn config(extra: &[&str]) -> Config {
+    let ov: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    Config::from_toml_str(CONFIG, "test.toml", &ov).unwrap()
+}
+
+fn meta() -> HistoryMeta {
+    HistoryMeta {
+        format_version: FORMAT_VERSION,
+        env_name: "darkroom".into(),
+        env_params: r#"{"grid":3,"horizon":4}"#.into(),
+        config: CONFIG.into(),
+        compress_interval: 3,
+        n_actions: 5,
+        train_tasks: vec![4],
+        test_tasks: vec![0],
+    }
+}
+
+/// Dark Room 3×3, goal of task 4 = (1, 1) = the start. Two streams of 5 steps, I = 3:
+/// markers [1, 0, 2, 1, 0] → regions [0,3) closed and [3,5) cut short.
+///
+/// stream 0: (1,1) -a2-> (1,2) -a0-> (2,2) -a1-> (1,2) -a3-> (1,1)r1 -a4-> (1,1)r1
+/// stream 1: (1,1) -a1-> (0,1) -a4-> (0,1) -a0-> (1,1)r1 -a4-> (1,1)r1 -a3-> (1,0)
+fn task(id: usize) -> TaskHistory {
+    let s0 = [[1, 1], [1, 2], [2, 2], [1, 2], [1, 1], [1, 1]];
+    let a0 = [2, 0, 1, 3, 4];
+    let r0 = [0.0, 0.0, 0.0, 1.0, 1.0];
+    let s1 = [[1, 1], [0, 1], [0, 1], [1, 1], [1, 1], [1, 0]];
+    let a1 = [1, 4, 0, 4, 3];
+    let r1 = [0.0, 0.0, 1.0, 1.0, 0.0];
+    let mut h = TaskHistory {
+        task: id,
+        param_name: "goal".into(),
+        params: vec![(id / 3) as i32, (id % 3) as i32],
+        optimal_return: 4.0,
+        steps: 5,
+        n_stream: 2,
+        obs_dim: 2,
+        ..Default::default()
+    };
+    // Time-major: index t * n_stream + stream.
+    for t in 0..5 {
+        for (s, a, r) in [(&s0, &a0, &r0), (&s1, &a1, &r1)] {
+            h.states.extend_from_slice(&s[t]);
+            h.next_states.extend_from_slice(&s[t + 1]);
+            h.actions.push(a[t]);
+            h.rewards.push(r[t]);
+            h.dones.push(0);
+            h.compress_markers.push([1, 0, 2, 1, 0][t]);
+        }
+    }
+    h
+}
+
+fn write(path: &Path, meta: &HistoryMeta, tasks: &[TaskHistory]) {
+    let mut w = HistoryWriter::create(path, meta).unwrap();
+    for t in tasks {
+        w.write_task(t).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixture.hdf5");
+    write(&path, &meta(), &[task(4), task(0)]);
+    (dir, path)
+}
+
+// Transition features concat(s, one_hot(a), r, s'), feat_dim = 2 + 5 + 1 + 2 = 10.
+// Global ids, history-major: stream 0 is g 0..5, stream 1 is g 5..10.
+const T0: [f32; 10] = [1., 1., 0., 0., 1., 0., 0., 0., 1., 2.];
+const T1: [f32; 10] = [1., 2., 1., 0., 0., 0., 0., 0., 2., 2.];
+const T2: [f32; 10] = [2., 2., 0., 1., 0., 0., 0., 0., 1., 2.];
+const T3: [f32; 10] = [1., 2., 0., 0., 0., 1., 0., 1., 1., 1.];
+const T5: [f32; 10] = [1., 1., 0., 1., 0., 0., 0., 0., 0., 1.];
+const T6: [f32; 10] = [0., 1., 0., 0., 0., 0., 1., 0., 0., 1.];
+const Z: [f32; 10] = [0.0; 10];
+const I: i32 = IGNORE;
+
+fn flat(rows: &[&[[f32; 10]]]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|r| r.iter().flatten().copied())
+        .collect()
+}
+
+#[test]
+fn loads_history_major_with_state_indices() {
+    let (_d, path) = fixture();
+    let h = Histories::load(&path, &config(&[]), TaskSet::Train).unwrap();
+    assert_eq!(h.n_histories(), 2);
+    assert_eq!(h.offsets, vec![0, 5, 10]);
+    assert_eq!(h.task, vec![4, 4]);
+    assert_eq!(h.stream, vec![0, 1]);
+    assert_eq!(h.actions, vec![2, 0, 1, 3, 4, 1, 4, 0, 4, 3]);
+    assert_eq!(h.markers, vec![1, 0, 2, 1, 0, 1, 0, 2, 1, 0]);
+    // state index = row * 3 + col: (1,1)=4 (1,2)=5 (2,2)=8; (0,1)=1.
+    assert_eq!(h.state_index, vec![4, 5, 8, 5, 4, 4, 1, 1, 4, 4]);
+    let test = Histories::load(&path, &config(&[]), TaskSet::Test).unwrap();
+    assert_eq!(test.task, vec![0, 0]);
+    let all = Histories::load(&path, &config(&[]), TaskSet::All).unwrap();
+    assert_eq!(all.task, vec![0, 0, 4, 4]);
+}
+
+#[test]
+fn compressed_batch_by_hand() {
+    let (_d, path) = fixture();
+    let ds = Dataset::load(&path, &config(&[]), TaskSet::Train).unwrap();
+    assert_eq!(ds.max_len(), 2 * 3 + 3);
+    // Sample 4 (stream 0, t 4, region 1): <c> T0 T1 T2 </c> <c> T3 q(s4)   → 8 tokens
+    // Sample 7 (stream 1, t 2, ends region 0): <c> T5 T6 q(s7)               → 4 tokens
+    // Sample 5 (stream 1, t 0): <c> q(s5)                                    → 2 tokens
+    let b = ds.batch(&[4, 7, 5]);
+    let want = TokenBatch {
+        batch: 3,
+        seq_len: 8,
+        feat_dim: 10,
+        features: flat(&[
+            &[Z, T0, T1, T2, Z, Z, T3, Z],
+            &[Z, T5, T6, Z, Z, Z, Z, Z],
+            &[Z, Z, Z, Z, Z, Z, Z, Z],
+        ]),
+        #[rustfmt::skip]
+        kinds: vec![
+            1, 0, 0, 0, 2, 1, 0, 3,
+            1, 0, 0, 3, 0, 0, 0, 0,
+            1, 3, 0, 0, 0, 0, 0, 0,
+        ],
+        // q(s4) = (1,1) → 4; q(s7) = (0,1) → 1; q(s5) = (1,1) → 4.
+        #[rustfmt::skip]
+        state_index: vec![
+            0, 0, 0, 0, 0, 0, 0, 4,
+            0, 0, 0, 1, 0, 0, 0, 0,
+            0, 4, 0, 0, 0, 0, 0, 0,
+        ],
+        lengths: vec![8, 4, 2],
+        // a4 = 4, a7 = 0, a5 = 1.
+        #[rustfmt::skip]
+        target_action: vec![
+            I, I, I, I, I, I, I, 4,
+            I, I, I, 0, I, I, I, I,
+            I, 1, I, I, I, I, I, I,
+        ],
+        // t 2 of stream 1 carries END: a </c> follows → type 2; the others → 0.
+        #[rustfmt::skip]
+        target_type: vec![
+            I, I, I, I, I, I, I, 0,
+            I, I, I, 2, I, I, I, I,
+            I, 0, I, I, I, I, I, I,
+        ],
+    };
+    assert_eq!(b, want);
+}
+
+#[test]
+fn window_batch_by_hand() {
+    let (_d, path) = fixture();
+    let ds = Dataset::load(&path, &config(&["dataset.context=window"]), TaskSet::Train).unwrap();
+    assert_eq!(ds.max_len(), 3);
+    // n_transit = 3: the last 2 transitions of the same history, then the query.
+    // Sample 4: T2 T3 q(s4); sample 7: T5 T6 q(s7); sample 5: q(s5) (history start).
+    let b = ds.batch(&[4, 7, 5]);
+    let want = TokenBatch {
+        batch: 3,
+        seq_len: 3,
+        feat_dim: 10,
+        features: flat(&[&[T2, T3, Z], &[T5, T6, Z], &[Z, Z, Z]]),
+        kinds: vec![0, 0, 3, 0, 0, 3, 3, 0, 0],
+        state_index: vec![0, 0, 4, 0, 0, 1, 4, 0, 0],
+        lengths: vec![3, 3, 1],
+        target_action: vec![I, I, 4, I, I, 0, 1, I, I],
+        target_type: vec![I, I, 0, I, I, 2, 0, I, I],
+    };
+    assert_eq!(b, want);
+}
+
+#[test]
+fn batches_are_reproducible_and_resumable() {
+    let (_d, path) = fixture();
+    let ds = Arc::new(Dataset::load(&path, &config(&[]), TaskSet::Train).unwrap());
+    let a = fixed_batches(&ds, 3, 4, 7);
+    assert_eq!(a, fixed_batches(&ds, 3, 4, 7));
+    assert_ne!(a, fixed_batches(&ds, 3, 4, 8));
+    let mut s = Sampler::new(ds.clone(), 4, 7, false);
+    s.seek(2);
+    assert_eq!(s.next_batch(), a[2]);
+    // 10 samples in batches of 4: the in-order pass is 4 + 4 + 2.
+    let seq: Vec<usize> = sequential_batches(&ds, 4).map(|b| b.batch).collect();
+    assert_eq!(seq, vec![4, 4, 2]);
+}
+
+fn err(path: &Path, cfg: &Config) -> String {
+    Histories::load(path, cfg, TaskSet::Train)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn mismatched_files_are_refused_with_one_line() {
+    let (_d, path) = fixture();
+    let p = path.display().to_string();
+    let cases = [
+        (
+            config(&["env.name=darkroom-permuted"]),
+            "env_name: is \"darkroom\"",
+        ),
+        (
+            config(&["env.grid=9"]),
+            "env_params: is {\"grid\":3,\"horizon\":4}",
+        ),
+        (config(&["env.horizon=20"]), "env_params:"),
+        (
+            config(&["collect.compress_interval=80"]),
+            "compress_interval: is 3, the config says 80",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let e = err(&path, &cfg);
+        assert!(e.starts_with(&format!("{p}: ")), "{e}");
+        assert!(e.contains(want), "{e} lacks {want}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn bad_contents_are_refused_naming_task_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[]);
+    let path = dir.path().join("a.hdf5");
+
+    let mut bad = task(4);
+    bad.actions[3] = 7; // t 1, stream 1
+    write(&path, &meta(), &[bad]);
+    assert!(err(&path, &cfg).ends_with("4/actions: stream 1 step 1: action 7 not in 0..5"));
+
+    let mut bad = task(4);
+    bad.states[2 * 2] = 3; // t 1, stream 0: row 3 is outside a 3×3 room
+    write(&path, &meta(), &[bad]);
+    assert!(err(&path, &cfg).contains("4/states: stream 0 step 1: [3, 2] is not a state"));
+
+    let mut bad = task(4);
+    bad.compress_markers[0] = 0; // stream 0 starts without <c>
+    write(&path, &meta(), &[bad]);
+    let e = Dataset::load(&path, &cfg, TaskSet::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("4/compress_markers: stream 0 step 0: transition outside a region (expected a start marker)"), "{e}");
+
+    let mut m = meta();
+    m.n_actions = 4;
+    write(&path, &m, &[task(4)]);
+    assert!(err(&path, &cfg).contains("n_actions: is 4, darkroom has 5"));
+
+    let mut m = meta();
+    m.test_tasks.clear();
+    write(&path, &m, &[task(4)]);
+    let e = Histories::load(&path, &cfg, TaskSet::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("test_tasks: lists no tasks"), "{e}");
+
+    let e = err(&dir.path().join("missing.hdf5"), &cfg);
+    assert!(e.contains("missing.hdf5: file: does not exist"), "{e}");
+}
+
+#[test]
+fn dense_objective_is_not_silently_served() {
+    let (_d, path) = fixture();
+    let e = Dataset::load(&path, &config(&["model.objective=dense"]), TaskSet::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.objective"), "{e}");
+}
