@@ -1,0 +1,190 @@
+//! [`AdModelConfig`]: everything needed to rebuild an [`AdModel`](crate::AdModel) from disk,
+//! the experiment's `[model]` section plus the dimensions that come from the data.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use ccad_core::config::ModelConfig;
+use ccad_core::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::AdModel;
+
+/// Shape and regularisation of an [`AdModel`]. Stored as JSON beside the weights
+/// ([`crate::CONFIG_FILE`]) so evaluation can rebuild the model from a folder alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdModelConfig {
+    /// Length of a transition's feature vector, `concat(s, one_hot(a), r, s')`
+    /// (`ccad_core::tokens::transition_feature_dim`).
+    pub feat_dim: usize,
+    /// Number of discrete states the query embedding covers.
+    pub n_states: usize,
+    /// Size of the action head.
+    pub n_actions: usize,
+    /// Longest sequence (rows of the position embedding): `2I + 3` compressed, `n_transit` window.
+    pub max_len: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    /// Dropout on the embeddings, the attention weights and both residual branches.
+    pub dropout: f64,
+    /// `loss = CE(action) + type_loss_weight · CE(token type)`.
+    pub type_loss_weight: f64,
+}
+
+impl AdModelConfig {
+    /// The experiment's `[model]` section plus the data's dimensions.
+    pub fn new(
+        model: &ModelConfig,
+        feat_dim: usize,
+        n_states: usize,
+        n_actions: usize,
+        max_len: usize,
+    ) -> Self {
+        Self {
+            feat_dim,
+            n_states,
+            n_actions,
+            max_len,
+            d_model: model.d_model,
+            n_layers: model.n_layers,
+            n_heads: model.n_heads,
+            d_ff: model.d_ff,
+            dropout: model.dropout,
+            type_loss_weight: model.type_loss_weight,
+        }
+    }
+
+    /// Check the values a model can be built from. Error: (field, message).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("feat_dim", self.feat_dim),
+            ("n_states", self.n_states),
+            ("n_actions", self.n_actions),
+            ("max_len", self.max_len),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err((field, "must be > 0".into()));
+            }
+        }
+        if self.d_model % self.n_heads != 0 {
+            return Err((
+                "n_heads",
+                format!(
+                    "must divide d_model ({}), got {}",
+                    self.d_model, self.n_heads
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err((
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
+        }
+        if !(self.type_loss_weight >= 0.0 && self.type_loss_weight.is_finite()) {
+            return Err((
+                "type_loss_weight",
+                format!("must be >= 0, got {}", self.type_loss_weight),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A freshly initialised model on `device` (seed it with `ccad_core::backend::seed_device`).
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) fails: configs from files go through [`load`](Self::load).
+    pub fn init(&self, device: &Device) -> AdModel {
+        if let Err((field, msg)) = self.validate() {
+            panic!("AdModelConfig.{field}: {msg}");
+        }
+        AdModel::new(self, device)
+    }
+
+    /// Write as pretty JSON, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("config serialises");
+        ccad_core::atomic::write_atomic(path, text.as_bytes())
+    }
+
+    /// Read and validate; errors name the file and the field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let config: Self = serde_json::from_str(&text)
+            .map_err(|e| Error::file(path, "model config", e.to_string()))?;
+        config
+            .validate()
+            .map_err(|(field, msg)| Error::file(path, field, msg))?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> AdModelConfig {
+        AdModelConfig::new(&ModelConfig::default(), 10, 81, 5, 163)
+    }
+
+    #[test]
+    fn takes_the_model_section_and_the_data_dims() {
+        let c = small();
+        assert_eq!((c.d_model, c.n_layers, c.n_heads, c.d_ff), (64, 4, 4, 256));
+        assert_eq!(
+            (c.feat_dim, c.n_states, c.n_actions, c.max_len),
+            (10, 81, 5, 163)
+        );
+        assert_eq!(c.type_loss_weight, 0.1);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn refuses_heads_that_do_not_divide_the_width() {
+        let c = AdModelConfig {
+            n_heads: 3,
+            ..small()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "n_heads");
+        let c = AdModelConfig {
+            dropout: 1.0,
+            ..small()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "dropout");
+        let c = AdModelConfig {
+            max_len: 0,
+            ..small()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "max_len");
+    }
+
+    #[test]
+    fn json_round_trip_and_one_line_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("model.json");
+        small().save(&p).unwrap();
+        assert_eq!(AdModelConfig::load(&p).unwrap(), small());
+
+        std::fs::write(&p, r#"{"feat_dim": 1}"#).unwrap();
+        let err = AdModelConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("model.json") && err.contains("missing field"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+
+        let mut bad = serde_json::to_value(small()).unwrap();
+        bad["n_heads"] = 5.into();
+        std::fs::write(&p, bad.to_string()).unwrap();
+        let err = AdModelConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("model.json: n_heads: must divide"), "{err}");
+    }
+}
