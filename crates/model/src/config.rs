@@ -74,7 +74,7 @@ impl AdModelConfig {
                 return Err((field, "must be > 0".into()));
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err((
                 "n_heads",
                 format!(
