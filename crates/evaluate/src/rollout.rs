@@ -1,0 +1,574 @@
+//! In-context rollouts (DESIGN §7): every (task, seed) environment is stepped together, one
+//! batched model call per step, with no weight updates.
+//!
+//! Each environment has its own [`RollingContext`]. With [`Inference::Cached`] the model's
+//! [`KvCache`] holds every row's context + query: a step drops the old query, appends the new
+//! transition (and markers, when a region closes) and the new query, so it costs O(context);
+//! a row whose context shifted (a region dropped) is rebuilt once. [`Inference::Full`]
+//! re-runs every context from scratch each step, the reference's way, kept to check the cache
+//! and to measure what it saves.
+
+use burn::tensor::Device;
+use ccad_core::config::EvalConfig;
+use ccad_core::env::{Environment, VecEnv};
+use ccad_core::seed::{Rng, rng};
+use ccad_core::tokens::{token_type, transition_feature_dim};
+use model::{AdModel, AdModelConfig, KvCache, Token, batch_from_tokens};
+use rand::Rng as _;
+
+use crate::context::{Change, ContextSpec, RollingContext};
+
+/// How an action is chosen from the action logits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Argmax (ties: the lowest action).
+    Greedy,
+    /// Sample from `softmax(logits / temperature)`.
+    Temperature(f64),
+}
+
+impl Sampling {
+    pub fn from_config(eval: &EvalConfig) -> Self {
+        if eval.greedy {
+            Sampling::Greedy
+        } else {
+            Sampling::Temperature(eval.temperature)
+        }
+    }
+}
+
+/// How the model reads the contexts each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inference {
+    /// Key/value cache: append the new tokens, rebuild rows whose context shifted.
+    Cached,
+    /// A full causal pass over every context every step (the reference's way).
+    Full,
+}
+
+/// What to roll out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSpec {
+    /// Task of each environment.
+    pub tasks: Vec<usize>,
+    /// Sampling seed of each environment.
+    pub seeds: Vec<u64>,
+    /// Episodes each environment plays.
+    pub episodes: usize,
+    pub sampling: Sampling,
+    pub context: ContextSpec,
+    pub inference: Inference,
+}
+
+impl RolloutSpec {
+    /// `tasks × eval.seeds` environments, task-major (task 0 seed 0, task 0 seed 1, …); seed `k`
+    /// of a task is `eval.seed + k`. Episodes, sampling from `eval`; the KV cache.
+    pub fn new(tasks: &[usize], eval: &EvalConfig, context: ContextSpec) -> Self {
+        let mut env_tasks = Vec::with_capacity(tasks.len() * eval.seeds);
+        let mut seeds = Vec::with_capacity(tasks.len() * eval.seeds);
+        for &task in tasks {
+            for k in 0..eval.seeds as u64 {
+                env_tasks.push(task);
+                seeds.push(eval.seed + k);
+            }
+        }
+        Self {
+            tasks: env_tasks,
+            seeds,
+            episodes: eval.episodes,
+            sampling: Sampling::from_config(eval),
+            context,
+            inference: Inference::Cached,
+        }
+    }
+
+    pub fn n_envs(&self) -> usize {
+        self.tasks.len()
+    }
+}
+
+/// Counters of a rollout's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RolloutStats {
+    /// Batched steps (each steps every environment once).
+    pub steps: usize,
+    /// Cache rows rebuilt because their context shifted.
+    pub rows_rebuilt: usize,
+    /// Regions closed, all environments together.
+    pub regions_closed: usize,
+}
+
+/// Returns and actions of a finished rollout. Environment `i` ran `tasks[i]` with `seeds[i]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutResult {
+    pub tasks: Vec<usize>,
+    pub seeds: Vec<u64>,
+    /// Optimal return of each environment's task.
+    pub optimal: Vec<f32>,
+    /// `[n_envs][episodes]`: each episode's return.
+    pub returns: Vec<Vec<f32>>,
+    /// `[n_envs][steps]`: every action taken.
+    pub actions: Vec<Vec<u8>>,
+    pub stats: RolloutStats,
+}
+
+impl RolloutResult {
+    pub fn n_envs(&self) -> usize {
+        self.returns.len()
+    }
+
+    pub fn n_episodes(&self) -> usize {
+        self.returns.first().map_or(0, Vec::len)
+    }
+
+    /// Mean return over environments, per episode index.
+    pub fn mean_curve(&self) -> Vec<f64> {
+        let n = self.n_envs().max(1) as f64;
+        (0..self.n_episodes())
+            .map(|k| self.returns.iter().map(|r| r[k] as f64).sum::<f64>() / n)
+            .collect()
+    }
+
+    /// Returns as one row-major `[n_envs, n_episodes]` buffer (the `.npy` layout).
+    pub fn returns_flat(&self) -> Vec<f32> {
+        self.returns.concat()
+    }
+}
+
+/// Whether `model` can act in `env` with `context`. Error: (field of the model config, message).
+pub fn check_model(
+    model: &AdModelConfig,
+    env: &dyn Environment,
+    context: &ContextSpec,
+) -> Result<(), (&'static str, String)> {
+    if model.n_actions != env.n_actions() {
+        return Err((
+            "n_actions",
+            format!(
+                "is {}, {} has {} actions",
+                model.n_actions,
+                env.name(),
+                env.n_actions()
+            ),
+        ));
+    }
+    if model.n_states != env.n_states() {
+        return Err((
+            "n_states",
+            format!(
+                "is {}, {} has {} states",
+                model.n_states,
+                env.name(),
+                env.n_states()
+            ),
+        ));
+    }
+    let feat = transition_feature_dim(env.obs_dim(), env.n_actions());
+    if model.feat_dim != feat {
+        return Err((
+            "feat_dim",
+            format!(
+                "is {}, {} transitions have {feat} features",
+                model.feat_dim,
+                env.name()
+            ),
+        ));
+    }
+    if model.max_len < context.max_len() {
+        return Err((
+            "max_len",
+            format!(
+                "is {}, the {} context needs {} positions",
+                model.max_len,
+                context.name(),
+                context.max_len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A rollout in progress: [`Rollout::step`] until [`Rollout::done`], then [`Rollout::finish`].
+/// [`rollout`] does all of it; the stepwise form lets a benchmark time phases.
+pub struct Rollout<'a> {
+    model: &'a AdModel,
+    env: &'a dyn Environment,
+    device: Device,
+    spec: RolloutSpec,
+    envs: VecEnv<'a>,
+    contexts: Vec<RollingContext>,
+    rngs: Vec<Rng>,
+    cache: Option<KvCache>,
+    obs_dim: usize,
+    /// `[n, obs_dim]`: observation each environment acts from.
+    obs: Vec<i32>,
+    prev_obs: Vec<i32>,
+    next_obs: Vec<i32>,
+    rewards: Vec<f32>,
+    dones: Vec<bool>,
+    /// `[n, n_actions]` and `[n, 3]`: logits at each row's query.
+    action_logits: Vec<f32>,
+    type_logits: Vec<f32>,
+    episode_return: Vec<f32>,
+    returns: Vec<Vec<f32>>,
+    actions: Vec<Vec<u8>>,
+    stats: RolloutStats,
+}
+
+impl<'a> Rollout<'a> {
+    /// Reset every environment and read the first queries. `model` must be in inference mode
+    /// (`model.valid()`) on `device`.
+    ///
+    /// # Panics
+    /// If [`check_model`] fails, or `spec` has no environments or mismatched lengths.
+    pub fn new(
+        model: &'a AdModel,
+        env: &'a dyn Environment,
+        spec: RolloutSpec,
+        device: &Device,
+    ) -> Self {
+        if let Err((field, msg)) = check_model(model.config(), env, &spec.context) {
+            panic!("model {field} {msg}");
+        }
+        let n = spec.n_envs();
+        assert!(n > 0, "a rollout needs at least one environment");
+        assert_eq!(spec.seeds.len(), n, "one seed per environment");
+        assert!(
+            spec.tasks.iter().all(|&t| t < env.n_tasks()),
+            "task out of range"
+        );
+        let envs = VecEnv::new(env, spec.tasks.clone());
+        let obs_dim = env.obs_dim();
+        let mut obs = vec![0; n * obs_dim];
+        envs.observe(&mut obs);
+        // One generator per environment, keyed by (seed, task): an environment's actions do
+        // not depend on which other environments share the batch.
+        let rngs = spec
+            .tasks
+            .iter()
+            .zip(&spec.seeds)
+            .map(|(&task, &seed)| rng(seed, task as u64))
+            .collect();
+        let cache = match spec.inference {
+            Inference::Cached => Some(KvCache::new(model, n, device)),
+            Inference::Full => None,
+        };
+        let mut r = Self {
+            model,
+            env,
+            device: device.clone(),
+            contexts: vec![RollingContext::new(spec.context); n],
+            spec,
+            envs,
+            rngs,
+            cache,
+            obs_dim,
+            prev_obs: obs.clone(),
+            next_obs: obs.clone(),
+            obs,
+            rewards: vec![0.0; n],
+            dones: vec![false; n],
+            action_logits: Vec::new(),
+            type_logits: Vec::new(),
+            episode_return: vec![0.0; n],
+            returns: vec![Vec::new(); n],
+            actions: vec![Vec::new(); n],
+            stats: RolloutStats::default(),
+        };
+        let changes = vec![Change::Shifted; n]; // prefill = rebuild every row
+        r.read_logits(&changes);
+        r.stats = RolloutStats::default();
+        r
+    }
+
+    pub fn n_envs(&self) -> usize {
+        self.contexts.len()
+    }
+
+    /// Episodes every environment has finished.
+    pub fn episodes_done(&self) -> usize {
+        self.returns.iter().map(Vec::len).min().unwrap_or(0)
+    }
+
+    pub fn done(&self) -> bool {
+        self.episodes_done() >= self.spec.episodes
+    }
+
+    pub fn contexts(&self) -> &[RollingContext] {
+        &self.contexts
+    }
+
+    pub fn stats(&self) -> RolloutStats {
+        self.stats
+    }
+
+    /// Act in every environment once and read the next queries' logits.
+    pub fn step(&mut self) {
+        let n = self.n_envs();
+        let n_actions = self.env.n_actions();
+        let mut actions = vec![0usize; n];
+        let mut close = vec![false; n];
+        for i in 0..n {
+            let logits = &self.action_logits[i * n_actions..(i + 1) * n_actions];
+            actions[i] = choose(logits, self.spec.sampling, &mut self.rngs[i]);
+            let types = &self.type_logits[i * token_type::COUNT..(i + 1) * token_type::COUNT];
+            close[i] = argmax(types) == token_type::CLOSE as usize;
+        }
+        self.prev_obs.copy_from_slice(&self.obs);
+        self.envs.step(
+            &actions,
+            &mut self.next_obs,
+            &mut self.obs,
+            &mut self.rewards,
+            &mut self.dones,
+        );
+        let d = self.obs_dim;
+        let mut changes = Vec::with_capacity(n);
+        for i in 0..n {
+            self.actions[i].push(actions[i] as u8);
+            self.episode_return[i] += self.rewards[i];
+            if self.dones[i] {
+                if self.returns[i].len() < self.spec.episodes {
+                    self.returns[i].push(self.episode_return[i]);
+                }
+                self.episode_return[i] = 0.0;
+            }
+            let transition = Token::transition(
+                &self.prev_obs[i * d..(i + 1) * d],
+                actions[i],
+                self.rewards[i],
+                &self.next_obs[i * d..(i + 1) * d],
+                n_actions,
+            );
+            let before = self.contexts[i].regions_closed();
+            changes.push(self.contexts[i].push(transition, close[i]));
+            self.stats.regions_closed += self.contexts[i].regions_closed() - before;
+        }
+        self.stats.steps += 1;
+        self.read_logits(&changes);
+    }
+
+    /// The query token of environment `i`'s current observation.
+    fn query(&self, i: usize) -> Token {
+        let d = self.obs_dim;
+        Token::Query(self.env.state_index(&self.obs[i * d..(i + 1) * d]))
+    }
+
+    /// Bring the model's view up to date with the contexts (+ queries) and read the logits at
+    /// every query into `action_logits` / `type_logits`.
+    fn read_logits(&mut self, changes: &[Change]) {
+        let n = self.n_envs();
+        let queries: Vec<Token> = (0..n).map(|i| self.query(i)).collect();
+        let Some(cache) = self.cache.as_mut() else {
+            let full: Vec<Vec<Token>> = self
+                .contexts
+                .iter()
+                .zip(queries)
+                .map(|(c, q)| c.with_query(q))
+                .collect();
+            (self.action_logits, self.type_logits) = full_pass(self.model, &full, &self.device);
+            return;
+        };
+        let model = self.model;
+        let (a, t) = (model.config().n_actions, token_type::COUNT);
+        self.action_logits.resize(n * a, 0.0);
+        self.type_logits.resize(n * t, 0.0);
+
+        // Rows whose positions moved: one causal pass over their new context.
+        let rebuild: Vec<usize> = (0..n).filter(|&i| changes[i] == Change::Shifted).collect();
+        if !rebuild.is_empty() {
+            let ctx: Vec<Vec<Token>> = rebuild
+                .iter()
+                .map(|&i| self.contexts[i].with_query(queries[i].clone()))
+                .collect();
+            let (la, lt) = cache.rebuild(model, &rebuild, &ctx).to_host();
+            for (k, &i) in rebuild.iter().enumerate() {
+                self.action_logits[i * a..(i + 1) * a].copy_from_slice(&la[k * a..(k + 1) * a]);
+                self.type_logits[i * t..(i + 1) * t].copy_from_slice(&lt[k * t..(k + 1) * t]);
+            }
+            self.stats.rows_rebuilt += rebuild.len();
+        }
+
+        // Other rows: drop the old query, append the new tokens and the new query. Rows are
+        // right-aligned over the calls so every query lands in the last one.
+        let pending: Vec<Vec<Token>> = (0..n)
+            .map(|i| match changes[i] {
+                Change::Shifted => Vec::new(),
+                Change::Appended(k) => {
+                    let tokens = self.contexts[i].tokens();
+                    let mut v = tokens[tokens.len() - k..].to_vec();
+                    v.push(queries[i].clone());
+                    v
+                }
+            })
+            .collect();
+        let calls = pending.iter().map(Vec::len).max().unwrap_or(0);
+        if calls == 0 {
+            return;
+        }
+        for (i, p) in pending.iter().enumerate() {
+            if !p.is_empty() {
+                let len = cache.len(i);
+                cache.truncate(i, len - 1);
+            }
+        }
+        let mut last = None;
+        for call in 0..calls {
+            let step: Vec<Option<Token>> = pending
+                .iter()
+                .map(|p| (call + p.len()).checked_sub(calls).map(|j| p[j].clone()))
+                .collect();
+            last = Some(cache.append_rows(model, &step));
+        }
+        let (la, lt) = last.expect("at least one call").to_host();
+        for (i, p) in pending.iter().enumerate() {
+            if !p.is_empty() {
+                self.action_logits[i * a..(i + 1) * a].copy_from_slice(&la[i * a..(i + 1) * a]);
+                self.type_logits[i * t..(i + 1) * t].copy_from_slice(&lt[i * t..(i + 1) * t]);
+            }
+        }
+    }
+
+    /// Returns and actions (each environment's returns cut at `spec.episodes`).
+    pub fn finish(self) -> RolloutResult {
+        let optimal = self
+            .spec
+            .tasks
+            .iter()
+            .map(|&t| self.env.optimal_return(t))
+            .collect();
+        RolloutResult {
+            tasks: self.spec.tasks,
+            seeds: self.spec.seeds,
+            optimal,
+            returns: self.returns,
+            actions: self.actions,
+            stats: self.stats,
+        }
+    }
+}
+
+/// Roll `model` out as `spec` says. `on_episode(k)` runs each time every environment has
+/// finished `k` episodes. Stops with `Error::Interrupted` after Ctrl-C.
+pub fn rollout(
+    model: &AdModel,
+    env: &dyn Environment,
+    spec: RolloutSpec,
+    device: &Device,
+    mut on_episode: impl FnMut(usize),
+) -> ccad_core::Result<RolloutResult> {
+    let mut r = Rollout::new(model, env, spec, device);
+    let mut reported = 0;
+    while !r.done() {
+        r.step();
+        let k = r.episodes_done();
+        if k > reported {
+            reported = k;
+            on_episode(k);
+            ccad_core::tb::check_interrupt()?;
+        }
+    }
+    Ok(r.finish())
+}
+
+/// Logits at the last token of each context from one full causal pass.
+fn full_pass(model: &AdModel, contexts: &[Vec<Token>], device: &Device) -> (Vec<f32>, Vec<f32>) {
+    let c = model.config();
+    let batch = batch_from_tokens(contexts, c.feat_dim);
+    let logits = model.forward(&batch, device);
+    let read = |t: burn::tensor::Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 logits");
+    let (la, lt) = (read(logits.action), read(logits.token_type));
+    let (l, a, t) = (batch.seq_len, c.n_actions, token_type::COUNT);
+    let mut action = Vec::with_capacity(contexts.len() * a);
+    let mut types = Vec::with_capacity(contexts.len() * t);
+    for (b, &len) in batch.lengths.iter().enumerate() {
+        let p = b * l + len - 1;
+        action.extend_from_slice(&la[p * a..(p + 1) * a]);
+        types.extend_from_slice(&lt[p * t..(p + 1) * t]);
+    }
+    (action, types)
+}
+
+/// Index of the largest value (the first of equals).
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// An action from logits: argmax, or a draw from `softmax(logits / temperature)` by inverting
+/// the cumulative distribution at one uniform number.
+pub fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> usize {
+    match sampling {
+        Sampling::Greedy => argmax(logits),
+        Sampling::Temperature(temp) => {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let inv = 1.0 / temp;
+            let weights: Vec<f64> = logits
+                .iter()
+                .map(|&x| ((x - max) as f64 * inv).exp())
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let mut u = rng.random::<f64>() * total;
+            for (i, w) in weights.iter().enumerate() {
+                if u < *w {
+                    return i;
+                }
+                u -= w;
+            }
+            // Rounding left `u` past the last weight: the last action with any weight.
+            weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_equals() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, -1.0]), 1);
+        assert_eq!(argmax(&[3.0]), 0);
+    }
+
+    #[test]
+    fn sampling_follows_the_tempered_softmax() {
+        // logits ln(1), ln(3) → probabilities 1/4, 3/4 at temperature 1; at temperature 2 the
+        // logits halve: weights 1, sqrt(3) → 1/(1 + 1.732) = 0.366 for action 0.
+        let logits = [0.0f32, 3f32.ln()];
+        let mut r = rng(7, 0);
+        let n = 20_000;
+        let zeros = (0..n)
+            .filter(|_| choose(&logits, Sampling::Temperature(1.0), &mut r) == 0)
+            .count();
+        assert!((zeros as f64 / n as f64 - 0.25).abs() < 0.015, "{zeros}");
+        let zeros = (0..n)
+            .filter(|_| choose(&logits, Sampling::Temperature(2.0), &mut r) == 0)
+            .count();
+        assert!((zeros as f64 / n as f64 - 0.366).abs() < 0.015, "{zeros}");
+        assert_eq!(choose(&logits, Sampling::Greedy, &mut r), 1);
+        // A huge logit gap: the other action's weight underflows to exactly 0.
+        assert!((0..100).all(|_| choose(&[0.0, 1e4], Sampling::Temperature(1.0), &mut r) == 1));
+    }
+
+    #[test]
+    fn spec_is_task_major_with_consecutive_seeds() {
+        let eval = EvalConfig {
+            seeds: 2,
+            seed: 10,
+            episodes: 7,
+            greedy: true,
+            ..EvalConfig::default()
+        };
+        let ctx = ContextSpec::Window { n_transit: 4 };
+        let s = RolloutSpec::new(&[5, 3], &eval, ctx);
+        assert_eq!(s.tasks, vec![5, 5, 3, 3]);
+        assert_eq!(s.seeds, vec![10, 11, 10, 11]);
+        assert_eq!((s.episodes, s.sampling), (7, Sampling::Greedy));
+    }
+}

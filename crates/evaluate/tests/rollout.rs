@@ -1,0 +1,328 @@
+//! Rollouts with a tiny random model: the key/value cache reproduces a full re-run's actions,
+//! and the run-folder flow writes readable outputs and refuses bad input.
+
+use burn::module::Module;
+use ccad_core::config::{Boundary, Config, ModelConfig};
+use ccad_core::env::{DarkRoom, Environment};
+use ccad_core::tokens::transition_feature_dim;
+use evaluate::run::{EvalOptions, evaluate_run};
+use evaluate::{ContextSpec, Inference, Rollout, RolloutResult, RolloutSpec, Sampling, rollout};
+use model::{AdModel, AdModelConfig};
+
+fn tiny_model(env: &dyn Environment, max_len: usize, seed: u64) -> AdModel {
+    let m = ModelConfig {
+        d_model: 16,
+        n_layers: 2,
+        n_heads: 2,
+        d_ff: 32,
+        dropout: 0.0,
+        ..ModelConfig::default()
+    };
+    let config = AdModelConfig::new(
+        &m,
+        transition_feature_dim(env.obs_dim(), env.n_actions()),
+        env.n_states(),
+        env.n_actions(),
+        max_len,
+    );
+    let device = ccad_core::backend::device();
+    ccad_core::backend::seed_device(&device, seed);
+    config.init(&device).valid()
+}
+
+fn run(
+    model: &AdModel,
+    env: &dyn Environment,
+    context: ContextSpec,
+    inference: Inference,
+    sampling: Sampling,
+) -> RolloutResult {
+    let spec = RolloutSpec {
+        tasks: vec![0, 7, 12, 0, 24],
+        seeds: vec![1, 1, 1, 2, 3],
+        episodes: 5,
+        sampling,
+        context,
+        inference,
+    };
+    rollout(model, env, spec, &ccad_core::backend::device(), |_| {}).unwrap()
+}
+
+fn assert_same(cached: &RolloutResult, full: &RolloutResult) {
+    assert_eq!(cached.actions, full.actions);
+    assert_eq!(cached.returns, full.returns);
+    assert_eq!(cached.stats.regions_closed, full.stats.regions_closed);
+}
+
+#[test]
+fn cached_actions_equal_full_rerun_compressed() {
+    // 5×5 room, 6-step episodes, I = 4: 30 steps per env close 7 regions; 6 of them drop one.
+    let env = DarkRoom::new(5, 6);
+    let context = ContextSpec::Compressed {
+        interval: 4,
+        boundary: Boundary::Fixed,
+    };
+    let model = tiny_model(&env, context.max_len(), 3);
+    let t = Sampling::Temperature(1.0);
+    let cached = run(&model, &env, context, Inference::Cached, t);
+    let full = run(&model, &env, context, Inference::Full, t);
+    assert_same(&cached, &full);
+    assert_eq!(cached.stats.steps, 30);
+    assert_eq!(cached.stats.regions_closed, 5 * 7);
+    assert_eq!(
+        cached.stats.rows_rebuilt,
+        5 * 6,
+        "one rebuild per dropped region"
+    );
+    assert_eq!((cached.n_envs(), cached.n_episodes()), (5, 5));
+    assert!(cached.actions.iter().all(|a| a.len() == 30));
+    // Env 0 and env 3 run the same task with different seeds: different actions.
+    assert_ne!(cached.actions[0], cached.actions[3]);
+    for (ret, opt) in cached.returns.iter().zip(&cached.optimal) {
+        assert!(ret.iter().all(|r| *r >= 0.0 && r <= opt));
+    }
+    // Greedy too.
+    let g = run(&model, &env, context, Inference::Cached, Sampling::Greedy);
+    assert_same(
+        &g,
+        &run(&model, &env, context, Inference::Full, Sampling::Greedy),
+    );
+}
+
+#[test]
+fn cached_actions_equal_full_rerun_predicted_boundary() {
+    // With the head closing regions, rows close and drop regions at different steps: some rows
+    // are rebuilt while others append in the same step.
+    let env = DarkRoom::new(5, 6);
+    let context = ContextSpec::Compressed {
+        interval: 4,
+        boundary: Boundary::Predicted,
+    };
+    let mut found = false;
+    for seed in 0..8 {
+        let model = tiny_model(&env, context.max_len(), seed);
+        let t = Sampling::Temperature(1.0);
+        let cached = run(&model, &env, context, Inference::Cached, t);
+        let full = run(&model, &env, context, Inference::Full, t);
+        assert_same(&cached, &full);
+        // Fixed boundaries would close exactly 7 per env; more means the head closed some.
+        if cached.stats.regions_closed > 5 * 7 {
+            found = true;
+            break;
+        }
+    }
+    assert!(
+        found,
+        "no random model predicted an early </c>: the mixed path went untested"
+    );
+}
+
+#[test]
+fn cached_actions_equal_full_rerun_window() {
+    let env = DarkRoom::new(5, 6);
+    let context = ContextSpec::Window { n_transit: 9 };
+    let model = tiny_model(&env, context.max_len(), 5);
+    let t = Sampling::Temperature(1.0);
+    let cached = run(&model, &env, context, Inference::Cached, t);
+    assert_same(&cached, &run(&model, &env, context, Inference::Full, t));
+    // The window is full from step 8 on: every later step shifts it (30 - 8 = 22 rebuilds).
+    assert_eq!(cached.stats.rows_rebuilt, 5 * 22);
+}
+
+#[test]
+fn contexts_stay_within_2i_plus_3_during_a_rollout() {
+    let env = DarkRoom::new(5, 6);
+    let context = ContextSpec::Compressed {
+        interval: 4,
+        boundary: Boundary::Fixed,
+    };
+    let model = tiny_model(&env, context.max_len(), 1);
+    let spec = RolloutSpec {
+        tasks: vec![1, 2],
+        seeds: vec![0, 0],
+        episodes: 4,
+        sampling: Sampling::Temperature(1.0),
+        context,
+        inference: Inference::Cached,
+    };
+    let mut r = Rollout::new(&model, &env, spec, &ccad_core::backend::device());
+    let mut longest = 0;
+    while !r.done() {
+        longest = longest.max(r.contexts().iter().map(|c| c.len() + 1).max().unwrap());
+        r.step();
+    }
+    assert_eq!(longest, 2 * 4 + 3);
+}
+
+// ---- the run folder ----
+
+const RUN_CONFIG: &str = r#"
+[env]
+grid = 5
+horizon = 6
+[ppo]
+n_steps = 4
+minibatch_size = 4
+[collect]
+dataset = "evaluate-test-no-such-dataset"
+[model]
+d_model = 16
+n_layers = 2
+n_heads = 2
+d_ff = 32
+[eval]
+episodes = 7
+seeds = 2
+"#;
+
+/// A run folder with the config above and one checkpoint of a model built for it.
+fn make_run(dir: &std::path::Path, model_override: Option<ModelConfig>) -> Config {
+    let cfg = Config::from_toml_str(RUN_CONFIG, "run.toml", &[]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.toml"), cfg.to_toml_string()).unwrap();
+    let env = DarkRoom::new(5, 6);
+    let m = model_override.unwrap_or(cfg.model.clone());
+    let config = AdModelConfig::new(
+        &m,
+        transition_feature_dim(2, 5),
+        env.n_states(),
+        5,
+        2 * cfg.compress_interval() + 3,
+    );
+    let model = config.init(&ccad_core::backend::device());
+    model.save(&dir.join("checkpoints/step-00000010")).unwrap();
+    cfg
+}
+
+#[test]
+fn run_folder_outputs_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("r");
+    let cfg = make_run(&run_dir, None);
+    // An older checkpoint and a half-written one are ignored.
+    AdModel::load(
+        &run_dir.join("checkpoints/step-00000010"),
+        &ccad_core::backend::device(),
+    )
+    .unwrap()
+    .save(&run_dir.join("checkpoints/step-00000002"))
+    .unwrap();
+    std::fs::create_dir_all(run_dir.join("checkpoints/.step-00000020.tmp-1")).unwrap();
+    let opts = EvalOptions {
+        run_dir: run_dir.clone(),
+        seeds: Some(3),
+        ..EvalOptions::default()
+    };
+    let out = evaluate_run(&opts, &ccad_core::backend::device()).unwrap();
+    assert_eq!(out.out_dir, run_dir.join("eval"));
+    // 25 tasks split 0.9 → 23 train / 2 test; 2 test tasks × 3 seeds = 6 envs × 7 episodes.
+    let (_, test) = ccad_core::env::split_tasks(&cfg.env, 25);
+    assert_eq!(test.len(), 2);
+    let (shape, values) =
+        evaluate::npy::read_npy_f32(&out.out_dir.join("eval_result.npy")).unwrap();
+    assert_eq!(shape, vec![6, 7]);
+    assert_eq!(values, out.result.returns_flat());
+    assert_eq!(
+        values[7], out.result.returns[1][0],
+        "row-major: env 1 episode 0"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["n_envs"], 6);
+    assert_eq!(json["info"]["checkpoint_step"], 10);
+    assert_eq!(json["envs"].as_array().unwrap().len(), 6);
+    assert_eq!(json["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(json["mean_return"].as_array().unwrap().len(), 7);
+    assert_eq!(json["envs"][0]["param_name"], "goal");
+
+    let scalars = ccad_core::tb::read_scalars(&out.out_dir).unwrap();
+    let curve: Vec<_> = scalars
+        .iter()
+        .filter(|s| s.0 == "eval/return_mean")
+        .collect();
+    assert_eq!(curve.len(), 7);
+    assert_eq!(curve[3].1, 3);
+    assert!((curve[3].2 as f64 - out.summary.mean_return[3]).abs() < 1e-5);
+    assert_eq!(
+        scalars
+            .iter()
+            .filter(|s| s.0 == "eval/return_normalized")
+            .count(),
+        7
+    );
+
+    // --tasks all, another folder; the table has one line per task plus header and mean.
+    let opts = EvalOptions {
+        tasks: Some(ccad_core::config::TaskSet::All),
+        episodes: Some(1),
+        seeds: Some(1),
+        out_dir: Some(tmp.path().join("all")),
+        ..opts
+    };
+    let out = evaluate_run(&opts, &ccad_core::backend::device()).unwrap();
+    assert_eq!(out.result.n_envs(), 25);
+    assert_eq!(out.summary.table().lines().count(), 27);
+}
+
+#[test]
+fn bad_run_folders_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = ccad_core::backend::device();
+    let eval = |dir: &std::path::Path, overrides: &[&str]| {
+        let opts = EvalOptions {
+            run_dir: dir.to_path_buf(),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            ..EvalOptions::default()
+        };
+        let e = evaluate_run(&opts, &device).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e
+    };
+
+    let e = eval(&tmp.path().join("missing"), &[]);
+    assert!(e.contains("missing: run: run folder does not exist"), "{e}");
+
+    let run_dir = tmp.path().join("r");
+    make_run(&run_dir, None);
+    std::fs::remove_dir_all(run_dir.join("checkpoints")).unwrap();
+    let e = eval(&run_dir, &[]);
+    assert!(
+        e.contains("checkpoints: checkpoint: no checkpoint found"),
+        "{e}"
+    );
+
+    let other = tmp.path().join("other");
+    make_run(
+        &other,
+        Some(ModelConfig {
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 2,
+            d_ff: 32,
+            ..ModelConfig::default()
+        }),
+    );
+    let e = eval(&other, &[]);
+    assert!(
+        e.contains("model.json: d_model: is 32, the run's config says 16"),
+        "{e}"
+    );
+
+    let good = tmp.path().join("good");
+    make_run(&good, None);
+    let e = eval(&good, &["env.grid=7"]);
+    assert!(e.contains("config.toml: env: cannot be overridden"), "{e}");
+    let e = eval(&good, &["env.name=darkroom-permuted"]);
+    assert!(e.contains("config.toml: env: cannot be overridden"), "{e}");
+
+    // A config edited after training to another environment: the model does not fit it.
+    let cfg = Config::from_toml_str(RUN_CONFIG, "run.toml", &["env.grid=6".into()]).unwrap();
+    std::fs::write(good.join("config.toml"), cfg.to_toml_string()).unwrap();
+    let e = eval(&good, &[]);
+    assert!(
+        e.contains("model.json: n_states: is 25, darkroom has 36 states"),
+        "{e}"
+    );
+}
