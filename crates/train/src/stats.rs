@@ -1,0 +1,79 @@
+//! `train_stats.json`: what a report needs to compare runs on speed and memory.
+
+use std::path::Path;
+
+use ccad_core::Result;
+use serde::{Deserialize, Serialize};
+
+/// Rewritten atomically at every summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainStats {
+    /// `ccad_core::backend::backend_name()`.
+    pub backend: String,
+    /// `"compressed"` or `"window"`.
+    pub context: String,
+    /// `"query"` or `"dense"`.
+    pub objective: String,
+    /// Longest sequence the layout can produce (`2I + 3` or `n_transit`).
+    pub max_context_tokens: usize,
+    pub batch_size: usize,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    /// Mean over this session's training steps (batch wait included; evaluation and
+    /// checkpoints excluded).
+    pub samples_per_sec: f64,
+    pub seconds_per_step: f64,
+    /// Mean real tokens per sample and mean padded length per batch, this session.
+    pub mean_tokens: f64,
+    pub mean_padded_len: f64,
+    /// The process's peak resident memory so far (`VmHWM`), MiB; 0 where unknown.
+    pub peak_memory_mib: f64,
+    pub n_params: usize,
+}
+
+impl TrainStats {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("stats serialise");
+        ccad_core::atomic::write_atomic(path, json.as_bytes())
+    }
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`);
+/// `None` where the file does not exist (not Linux).
+pub fn peak_memory_mib() -> Option<f64> {
+    proc_status_kib("VmHWM").map(|k| k as f64 / 1024.0)
+}
+
+/// Current resident set size in MiB (`VmRSS`).
+pub fn current_memory_mib() -> Option<f64> {
+    proc_status_kib("VmRSS").map(|k| k as f64 / 1024.0)
+}
+
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kib(&text, key)
+}
+
+/// The value of a `Key:   123 kB` line.
+fn parse_status_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_status_lines() {
+        let text = "Name:\ttrain\nVmPeak:\t  900 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_status_kib(text, "VmHWM"), Some(2048));
+        assert_eq!(parse_status_kib(text, "VmRSS"), Some(1024));
+        assert_eq!(parse_status_kib(text, "VmSwap"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_memory_mib().unwrap() > 0.0);
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! The training loop (DESIGN §6, §8): batches from the dataset's prefetching sampler, one
+//! AdamW step per batch, scalars to TensorBoard, held-out metrics, checkpoints, resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use ccad_core::config::{Config, TaskSet, TrainConfig};
+use ccad_core::env::make_env;
+use ccad_core::history::HistoryReader;
+use ccad_core::tb::RunLog;
+use ccad_core::tokens::TokenBatch;
+use ccad_core::{Error, Result, backend};
+use dataset::{Dataset, Prefetcher, Sampler, fixed_batches};
+use model::{AdModel, AdModelConfig, LossMetrics};
+
+use crate::optim::{adamw, clip_global_norm, number_params};
+use crate::run::{CheckpointState, OPTIMIZER_FILE, RunDir, read_state, write_checkpoint};
+use crate::schedule::lr_at;
+use crate::stats::{TrainStats, peak_memory_mib};
+
+/// How one invocation trains.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Delete the run folder first instead of resuming.
+    pub fresh: bool,
+    /// Stop dead once this many steps are done, writing nothing more (no checkpoint, no
+    /// stats): what a `kill -9` at that moment leaves. For tests.
+    pub stop_after: Option<usize>,
+    /// Show the progress bar (it also hides itself when stderr is not a terminal).
+    pub progress: bool,
+    /// Print what happens (resume point, notices) on stderr.
+    pub verbose: bool,
+}
+
+/// A short in-context rollout run every `train.icl_interval` steps: the model (inference
+/// copy, on `ccad_core::backend::device()`) acts on a few train and test tasks with no weight
+/// updates. Implemented over `evaluate`'s rollout library by the binary.
+pub trait IclProbe {
+    fn run(&mut self, model: &AdModel, step: usize) -> Result<IclResult>;
+}
+
+/// Mean return per episode index (episode 0 first) on train tasks and on test tasks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IclResult {
+    pub train_returns: Vec<f64>,
+    pub test_returns: Vec<f64>,
+}
+
+/// What a finished (or stopped) invocation leaves.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    /// Steps done in total (over all sessions).
+    pub steps_done: usize,
+    /// The newest complete checkpoint.
+    pub checkpoint: Option<PathBuf>,
+    pub stats: Option<TrainStats>,
+}
+
+/// Parameters and optimiser state, and the one function that advances them: shared by the
+/// training loop and the benchmark so both time the same work.
+pub struct Learner {
+    model: Option<AdModel>,
+    optim: ModuleOptimizer,
+    device: Device,
+    train: TrainConfig,
+}
+
+/// One step's host-side results.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutput {
+    pub metrics: LossMetrics,
+    pub lr: f64,
+}
+
+/// Device seed of step `step`: dropout masks depend on (seed, step) alone, so a resumed run
+/// draws the same masks as an uninterrupted one.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    // SplitMix64 finaliser over (seed, step): neighbouring steps get unrelated seeds.
+    let mut z = seed
+        ^ (step as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Learner {
+    /// A freshly initialised model (device seeded with `train.seed`) on `device` (an
+    /// autodiff device).
+    pub fn new(config: &AdModelConfig, train: &TrainConfig, device: &Device) -> Self {
+        backend::seed_device(device, train.seed);
+        let model = number_params(config.init(device));
+        Self {
+            model: Some(model),
+            optim: adamw(train),
+            device: device.clone(),
+            train: train.clone(),
+        }
+    }
+
+    /// Model and optimiser state from a checkpoint folder; the model's shape must be `config`.
+    pub fn resume(
+        dir: &Path,
+        config: &AdModelConfig,
+        train: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = AdModel::load(dir, device)?;
+        if model.config() != config {
+            return Err(Error::file(
+                &dir.join(model::CONFIG_FILE),
+                "model",
+                format!(
+                    "checkpoint holds {:?}, the data and config give {:?}; pass --fresh to start over",
+                    model.config(),
+                    config
+                ),
+            ));
+        }
+        let path = dir.join(OPTIMIZER_FILE);
+        let optim = adamw(train)
+            .load(&path)
+            .map_err(|e| Error::file(&path, "optimizer", one_line(&e.to_string())))?;
+        Ok(Self {
+            model: Some(number_params(model)),
+            optim,
+            device: device.clone(),
+            train: train.clone(),
+        })
+    }
+
+    pub fn model(&self) -> &AdModel {
+        self.model.as_ref().expect("model present between steps")
+    }
+
+    /// Replace the training settings (e.g. a longer `train.steps` after resuming).
+    pub fn set_train_config(&mut self, train: &TrainConfig) {
+        self.train = train.clone();
+    }
+
+    /// Optimiser step number `step` (0-based) on `batch`: reseed the device, forward,
+    /// backward, clip the global gradient norm, AdamW with the scheduled learning rate.
+    /// Returns the gradient norm before clipping as a device tensor (read it only when logged).
+    pub fn step(&mut self, batch: &TokenBatch, step: usize) -> (StepOutput, Option<Tensor<1>>) {
+        let lr = lr_at(&self.train, step);
+        backend::seed_device(&self.device, step_seed(self.train.seed, step));
+        let model = self.model.take().expect("model present between steps");
+        let loss = model.loss(batch, &self.device);
+        let mut grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        let norm = clip_global_norm(&model, &mut grads, self.train.grad_clip);
+        self.model = Some(self.optim.step(lr, model, grads));
+        (
+            StepOutput {
+                metrics: loss.metrics(),
+                lr,
+            },
+            norm,
+        )
+    }
+
+    /// Save model and optimiser into a (checkpoint) folder.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.model().save(dir)?;
+        let path = dir.join(OPTIMIZER_FILE);
+        self.optim
+            .save(&path)
+            .map_err(|e| Error::file(&path, "optimizer", one_line(&e.to_string())))
+    }
+}
+
+/// Held-out loss and accuracy: means over the labelled positions of all `batches`, with the
+/// model in inference mode (no dropout) on `ccad_core::backend::device()`.
+pub fn held_out_metrics(model: &AdModel, batches: &[TokenBatch]) -> LossMetrics {
+    let device = backend::device();
+    let valid = model.valid();
+    let mut sum = [0.0f64; 4];
+    let (mut n_a, mut n_t) = (0usize, 0usize);
+    for b in batches {
+        let m = valid.loss(b, &device).metrics();
+        sum[0] += m.action as f64 * m.n_action as f64;
+        sum[1] += m.acc_action as f64 * m.n_action as f64;
+        sum[2] += m.token_type as f64 * m.n_token_type as f64;
+        sum[3] += m.acc_token_type as f64 * m.n_token_type as f64;
+        n_a += m.n_action;
+        n_t += m.n_token_type;
+    }
+    let (da, dt) = (n_a.max(1) as f64, n_t.max(1) as f64);
+    let action = (sum[0] / da) as f32;
+    let token_type = (sum[2] / dt) as f32;
+    LossMetrics {
+        total: action + (model.config().type_loss_weight as f32) * token_type,
+        action,
+        token_type,
+        acc_action: (sum[1] / da) as f32,
+        acc_token_type: (sum[3] / dt) as f32,
+        n_action: n_a,
+        n_token_type: n_t,
+    }
+}
+
+/// Train with the config's own paths: `cfg.dataset_path()` into `cfg.run_dir()`.
+pub fn train(
+    cfg: &Config,
+    opts: &TrainOptions,
+    icl: Option<&mut dyn IclProbe>,
+) -> Result<TrainOutcome> {
+    train_at(cfg, &cfg.dataset_path(), &cfg.run_dir(), opts, icl)
+}
+
+/// Running sums of one summary interval.
+#[derive(Default)]
+struct Interval {
+    steps: usize,
+    seconds: f64,
+    sums: [f64; 5],
+    norm: Option<Tensor<1>>,
+}
+
+impl Interval {
+    fn add(&mut self, m: &LossMetrics, seconds: f64, norm: Option<Tensor<1>>) {
+        self.steps += 1;
+        self.seconds += seconds;
+        let v = [
+            m.total,
+            m.action,
+            m.token_type,
+            m.acc_action,
+            m.acc_token_type,
+        ];
+        for (s, x) in self.sums.iter_mut().zip(v) {
+            *s += x as f64;
+        }
+        if let Some(n) = norm {
+            self.norm = Some(match self.norm.take() {
+                Some(acc) => acc + n,
+                None => n,
+            });
+        }
+    }
+}
+
+/// Train on the history file `dataset_path` into `run_dir`, resuming from its newest
+/// checkpoint unless `opts.fresh`.
+pub fn train_at(
+    cfg: &Config,
+    dataset_path: &Path,
+    run_dir: &Path,
+    opts: &TrainOptions,
+    mut icl: Option<&mut dyn IclProbe>,
+) -> Result<TrainOutcome> {
+    let t = &cfg.train;
+    let say = |msg: &str| {
+        if opts.verbose {
+            eprintln!("train: {msg}");
+        }
+    };
+    let run = RunDir::new(run_dir);
+    if opts.fresh {
+        run.clear()?;
+    }
+    for notice in run.check_config(cfg)? {
+        say(&notice);
+    }
+
+    // Data first: a bad dataset is refused before anything in the run folder changes.
+    let train_ds = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Train)?);
+    let has_test = !HistoryReader::open(dataset_path)?
+        .meta
+        .test_tasks
+        .is_empty();
+    let held_out = if has_test {
+        let test_ds = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Test)?);
+        fixed_batches(&test_ds, t.eval_batches, t.batch_size, t.seed)
+    } else {
+        say("the dataset lists no test tasks: no test/* metrics");
+        Vec::new()
+    };
+    let env = make_env(&cfg.env);
+    let model_cfg = AdModelConfig::new(
+        &cfg.model,
+        train_ds.feat_dim(),
+        env.n_states(),
+        env.n_actions(),
+        train_ds.max_len(),
+    );
+
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    run.remove_partial_checkpoints()?;
+    run.write_config(cfg)?;
+    let device = backend::autodiff_device();
+    let (mut learner, resumed) = match run.list_checkpoints()?.pop() {
+        Some((_, dir)) => {
+            let state = read_state(&dir)?;
+            let learner = Learner::resume(&dir, &model_cfg, t, &device)?;
+            say(&format!("resuming from {}", dir.display()));
+            (learner, Some((state, dir)))
+        }
+        None => {
+            run.remove_stale_logs()?;
+            (Learner::new(&model_cfg, t, &device), None)
+        }
+    };
+    learner.set_train_config(t);
+    let start = resumed.as_ref().map_or(0, |(s, _)| s.step);
+    let mut samples_seen = resumed.as_ref().map_or(0, |(s, _)| s.samples_seen);
+    let mut train_seconds = resumed.as_ref().map_or(0.0, |(s, _)| s.train_seconds);
+    let mut checkpoint = resumed.map(|(_, d)| d);
+    let mut last_ckpt_step = start;
+    say(&format!(
+        "{} train samples, {} held-out batches, {} parameters, backend {}, steps {start}..{}",
+        train_ds.n_samples(),
+        held_out.len(),
+        learner.model().num_params(),
+        backend::backend_name(),
+        t.steps
+    ));
+    if start >= t.steps {
+        say("nothing to do: the run already has train.steps steps");
+        return Ok(TrainOutcome {
+            run_dir: run_dir.to_path_buf(),
+            steps_done: start,
+            checkpoint,
+            stats: None,
+        });
+    }
+
+    let mut sampler = Sampler::new(
+        train_ds.clone(),
+        t.batch_size,
+        t.seed,
+        cfg.dataset.bucket_by_length,
+    );
+    sampler.seek(start as u64);
+    let mut batches = Prefetcher::spawn(sampler, cfg.dataset.prefetch);
+    let mut log = open_run_log(run_dir)?;
+    let pb = if opts.progress {
+        ccad_core::progress::bar(t.steps as u64, "train", "steps")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_position(start as u64);
+
+    let mut stats = TrainStats {
+        backend: backend::backend_name().to_string(),
+        context: enum_name(&cfg.dataset.context),
+        objective: enum_name(&cfg.model.objective),
+        max_context_tokens: train_ds.max_len(),
+        batch_size: t.batch_size,
+        steps_done: start,
+        steps_total: t.steps,
+        samples_per_sec: 0.0,
+        seconds_per_step: 0.0,
+        mean_tokens: 0.0,
+        mean_padded_len: 0.0,
+        peak_memory_mib: 0.0,
+        n_params: learner.model().num_params(),
+    };
+    let (mut session_steps, mut session_seconds) = (0usize, 0.0f64);
+    let (mut tokens, mut padded) = (0u64, 0u64);
+    let mut interval = Interval::default();
+    let mut last_lr = 0.0;
+    let config_toml = cfg.to_toml_string();
+
+    let save = |learner: &Learner, step: usize, samples: u64, secs: f64, lr: f64| {
+        let state = CheckpointState {
+            step,
+            sampler_position: step as u64,
+            seed: t.seed,
+            samples_seen: samples,
+            lr,
+            train_seconds: secs,
+            backend: backend::backend_name().to_string(),
+        };
+        write_checkpoint(&run, &state, &config_toml, t.keep_checkpoints, |d| {
+            learner.save(d)
+        })
+    };
+
+    for step in start..t.steps {
+        if opts.stop_after.is_some_and(|n| step >= n) {
+            // Simulated kill: leave everything as it is.
+            return Ok(TrainOutcome {
+                run_dir: run_dir.to_path_buf(),
+                steps_done: step,
+                checkpoint,
+                stats: None,
+            });
+        }
+        if ccad_core::tb::interrupted() {
+            if step > last_ckpt_step {
+                save(&learner, step, samples_seen, train_seconds, last_lr)?;
+            }
+            log.flush();
+            pb.abandon();
+            return Err(Error::Interrupted);
+        }
+
+        let started = Instant::now();
+        let batch = batches.next_batch();
+        let (out, norm) = learner.step(&batch, step);
+        let secs = started.elapsed().as_secs_f64();
+        let m = out.metrics;
+        if !m.total.is_finite() {
+            return Err(Error::file(
+                dataset_path,
+                "loss",
+                format!(
+                    "became {} at step {step} (lr {:.3e}); the last checkpoint is intact",
+                    m.total, out.lr
+                ),
+            ));
+        }
+        last_lr = out.lr;
+        let done = step + 1;
+        session_steps += 1;
+        session_seconds += secs;
+        train_seconds += secs;
+        samples_seen += batch.batch as u64;
+        tokens += batch.lengths.iter().sum::<usize>() as u64;
+        padded += (batch.batch * batch.seq_len) as u64;
+        interval.add(&m, secs, norm);
+        pb.set_position(done as u64);
+        pb.set_message(format!(
+            "loss {:.3} {:.0} samples/s",
+            m.total,
+            batch.batch as f64 / secs.max(1e-9)
+        ));
+
+        if done % t.summary_interval == 0 || done == t.steps {
+            let n = interval.steps.max(1) as f64;
+            let tags = [
+                "train/loss",
+                "train/loss_action",
+                "train/loss_token_type",
+                "train/acc_action",
+                "train/acc_token_type",
+            ];
+            for (tag, sum) in tags.iter().zip(interval.sums) {
+                log.scalar(tag, sum / n, done);
+            }
+            if let Some(norm) = interval.norm.take() {
+                log.scalar(
+                    "train/grad_norm",
+                    norm.into_scalar::<f32>() as f64 / n,
+                    done,
+                );
+            }
+            log.scalar("train/lr", out.lr, done);
+            let rate = interval.steps as f64 * t.batch_size as f64 / interval.seconds.max(1e-9);
+            log.scalar("train/samples_per_sec", rate, done);
+            interval = Interval::default();
+
+            stats.steps_done = done;
+            stats.samples_per_sec =
+                session_steps as f64 * t.batch_size as f64 / session_seconds.max(1e-9);
+            stats.seconds_per_step = session_seconds / session_steps as f64;
+            stats.mean_tokens = tokens as f64 / (session_steps * t.batch_size) as f64;
+            stats.mean_padded_len = padded as f64 / (session_steps * t.batch_size) as f64;
+            stats.peak_memory_mib = peak_memory_mib().unwrap_or(0.0);
+            stats.write(&run.stats_path())?;
+            log.flush();
+        }
+
+        if !held_out.is_empty() && (done % t.eval_interval == 0 || done == t.steps) {
+            let h = held_out_metrics(learner.model(), &held_out);
+            log.scalar("test/loss", h.total as f64, done);
+            log.scalar("test/loss_action", h.action as f64, done);
+            log.scalar("test/acc_action", h.acc_action as f64, done);
+            log.scalar("test/loss_token_type", h.token_type as f64, done);
+            log.scalar("test/acc_token_type", h.acc_token_type as f64, done);
+        }
+
+        if t.icl_interval > 0 && (done % t.icl_interval == 0 || done == t.steps) {
+            if let Some(probe) = icl.as_deref_mut() {
+                let r = probe.run(&learner.model().valid(), done)?;
+                log_icl(&mut log, "train", &r.train_returns, done);
+                log_icl(&mut log, "test", &r.test_returns, done);
+            }
+        }
+
+        if done % t.ckpt_interval == 0 || done == t.steps {
+            checkpoint = Some(save(&learner, done, samples_seen, train_seconds, out.lr)?);
+            last_ckpt_step = done;
+        }
+    }
+    pb.finish();
+    drop(log);
+    Ok(TrainOutcome {
+        run_dir: run_dir.to_path_buf(),
+        steps_done: t.steps,
+        checkpoint,
+        stats: Some(stats),
+    })
+}
+
+/// `icl/<set>_return` (mean over episodes), `icl/<set>_return_first` / `_last` against the
+/// training step, and the whole curve as `icl_curve/step_<step>/<set>_return` against the
+/// episode index.
+fn log_icl(log: &mut RunLog, set: &str, returns: &[f64], step: usize) {
+    if returns.is_empty() {
+        return;
+    }
+    let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+    log.scalar(&format!("icl/{set}_return"), mean, step);
+    log.scalar(&format!("icl/{set}_return_first"), returns[0], step);
+    log.scalar(
+        &format!("icl/{set}_return_last"),
+        returns[returns.len() - 1],
+        step,
+    );
+    for (e, &r) in returns.iter().enumerate() {
+        log.scalar(&format!("icl_curve/step_{step:08}/{set}_return"), r, e);
+    }
+}
+
+/// tensorboard-rs names files by the second and pid: a second writer in the same second
+/// (a resume right after a stop, in one process) would overwrite the first one's file.
+fn open_run_log(dir: &Path) -> Result<RunLog> {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let prefix = format!("events.out.tfevents.{now:010}.");
+        let taken = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        if !taken {
+            return RunLog::create(dir);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A serde unit-variant enum's name as written in configs.
+fn enum_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_seeds_differ_and_repeat() {
+        assert_eq!(step_seed(3, 10), step_seed(3, 10));
+        assert_ne!(step_seed(3, 10), step_seed(3, 11));
+        assert_ne!(step_seed(3, 10), step_seed(4, 10));
+    }
+}

@@ -1,0 +1,349 @@
+//! End-to-end: a tiny history file, a tiny model, a few steps.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use ccad_core::config::Config;
+use ccad_core::env::{make_env, split_tasks};
+use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
+use ccad_core::tokens::marker_at;
+use model::AdModel;
+use train::{TrainOptions, TrainStats, train_at};
+
+/// The device's random generator is shared: training tests run one at a time so each run's
+/// dropout masks come only from its own seeds.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn config(overrides: &[&str]) -> Config {
+    let mut ov: Vec<String> = [
+        "env.grid=3",
+        "env.horizon=5",
+        "collect.compress_interval=4",
+        "model.d_model=16",
+        "model.n_layers=1",
+        "model.n_heads=2",
+        "model.d_ff=32",
+        "model.dropout=0.1",
+        "train.batch_size=16",
+        "train.lr=0.01",
+        "train.warmup_steps=2",
+        "train.eval_batches=2",
+        "train.summary_interval=5",
+        "train.eval_interval=5",
+        "train.ckpt_interval=5",
+        "dataset.prefetch=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    ov.extend(overrides.iter().map(|s| s.to_string()));
+    Config::from_toml_str("", "test.toml", &ov).unwrap()
+}
+
+/// A history file whose learners act by a fixed rule of the state, `a = (row + col) % 5`,
+/// so the query's action is learnable: 9 tasks (3 × 3 goals), 2 streams of 24 steps.
+fn write_history(path: &Path, cfg: &Config) {
+    let env = make_env(&cfg.env);
+    let (train_tasks, test_tasks) = split_tasks(&cfg.env, env.n_tasks());
+    let meta = HistoryMeta {
+        format_version: FORMAT_VERSION,
+        env_name: env.name().to_string(),
+        env_params: env.params_json(),
+        config: cfg.to_toml_string(),
+        compress_interval: cfg.compress_interval(),
+        n_actions: env.n_actions(),
+        train_tasks,
+        test_tasks,
+    };
+    let mut w = HistoryWriter::create(path, &meta).unwrap();
+    let (t_len, s_len, d) = (24, 2, env.obs_dim());
+    for task in 0..env.n_tasks() {
+        let mut h = TaskHistory {
+            task,
+            param_name: env.task_param_name().to_string(),
+            params: env.task_params(task),
+            optimal_return: env.optimal_return(task),
+            steps: t_len,
+            n_stream: s_len,
+            obs_dim: d,
+            states: vec![0; t_len * s_len * d],
+            next_states: vec![0; t_len * s_len * d],
+            actions: vec![0; t_len * s_len],
+            rewards: vec![0.0; t_len * s_len],
+            dones: vec![0; t_len * s_len],
+            compress_markers: vec![0; t_len * s_len],
+        };
+        let mut states = vec![env.reset(task); s_len];
+        for t in 0..t_len {
+            for (s, st) in states.iter_mut().enumerate() {
+                let i = t * s_len + s;
+                let mut obs = vec![0; d];
+                env.observe(st, &mut obs);
+                let a = (obs.iter().sum::<i32>() as usize + s) % env.n_actions();
+                h.states[i * d..(i + 1) * d].copy_from_slice(&obs);
+                let out = env.step(task, st, a);
+                env.observe(st, &mut h.next_states[i * d..(i + 1) * d]);
+                h.actions[i] = a as i32;
+                h.rewards[i] = out.reward;
+                h.dones[i] = out.done as u8;
+                h.compress_markers[i] = marker_at(t, cfg.compress_interval());
+                if out.done {
+                    *st = env.reset(task);
+                }
+            }
+        }
+        w.write_task(&h).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    root: PathBuf,
+}
+
+fn fixture(cfg: &Config) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny.hdf5");
+    write_history(&data, cfg);
+    let root = dir.path().to_path_buf();
+    Fixture {
+        _dir: dir,
+        data,
+        root,
+    }
+}
+
+fn quiet() -> TrainOptions {
+    TrainOptions::default()
+}
+
+/// Every float parameter, flattened, in visiting order.
+fn params(model: &AdModel) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0
+                .extend(p.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+fn final_params(run: &Path) -> Vec<f32> {
+    let dir = train::latest_checkpoint(run)
+        .unwrap()
+        .expect("a checkpoint");
+    params(&AdModel::load(&dir, &ccad_core::backend::device()).unwrap())
+}
+
+fn scalars(run: &Path, tag: &str) -> Vec<(i64, f32)> {
+    ccad_core::tb::read_scalars(run)
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| t == tag)
+        .map(|(_, s, v)| (s, v))
+        .collect()
+}
+
+#[test]
+fn a_tiny_run_learns_and_logs_every_tag() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&[
+        "train.steps=60",
+        "train.summary_interval=10",
+        "train.eval_interval=20",
+    ]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/tiny");
+    let out = train_at(&cfg, &f.data, &run, &quiet(), None).unwrap();
+    assert_eq!(out.steps_done, 60);
+
+    let tags = [
+        "train/loss",
+        "train/loss_action",
+        "train/loss_token_type",
+        "train/acc_action",
+        "train/acc_token_type",
+        "train/lr",
+        "train/samples_per_sec",
+        "train/grad_norm",
+        "test/loss_action",
+        "test/acc_action",
+        "test/loss_token_type",
+        "test/acc_token_type",
+    ];
+    for tag in tags {
+        assert!(!scalars(&run, tag).is_empty(), "no {tag}");
+    }
+    let loss = scalars(&run, "train/loss");
+    let steps: Vec<i64> = loss.iter().map(|s| s.0).collect();
+    assert_eq!(steps, vec![10, 20, 30, 40, 50, 60]);
+    let (first, last) = (loss[0].1, loss[loss.len() - 1].1);
+    assert!(last < 0.7 * first, "loss did not fall: {loss:?}");
+    assert_eq!(scalars(&run, "test/acc_action").len(), 3);
+    // lr at the last summary: step index 59 of 60, warm-up 2: p = 57/58, tiny but positive.
+    let lr = scalars(&run, "train/lr");
+    let expect = 0.01 * 0.5 * (1.0 + (std::f64::consts::PI * 57.0 / 58.0).cos());
+    assert!((lr[lr.len() - 1].1 as f64 - expect).abs() < 1e-9, "{lr:?}");
+
+    let stats: TrainStats =
+        serde_json::from_str(&std::fs::read_to_string(run.join("train_stats.json")).unwrap())
+            .unwrap();
+    assert_eq!((stats.steps_done, stats.batch_size), (60, 16));
+    assert_eq!(
+        (stats.context.as_str(), stats.objective.as_str()),
+        ("compressed", "query")
+    );
+    assert_eq!(stats.max_context_tokens, 2 * 4 + 3);
+    assert!(stats.samples_per_sec > 0.0 && stats.peak_memory_mib > 0.0);
+    let stored = Config::load(&run.join("config.toml"), &[]).unwrap();
+    assert_eq!(stored, cfg);
+}
+
+#[test]
+fn resuming_after_a_kill_gives_the_uninterrupted_parameters() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&["train.steps=13"]);
+    let f = fixture(&cfg);
+
+    let straight = f.root.join("runs/straight");
+    train_at(&cfg, &f.data, &straight, &quiet(), None).unwrap();
+
+    // Killed after step 8: the newest checkpoint is step 5, and a checkpoint was half written.
+    let killed = f.root.join("runs/killed");
+    let stop = TrainOptions {
+        stop_after: Some(8),
+        ..quiet()
+    };
+    let out = train_at(&cfg, &f.data, &killed, &stop, None).unwrap();
+    assert_eq!(out.steps_done, 8);
+    let partial = killed.join("checkpoints/.step-00000010.tmp-99");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("model.safetensors"), b"half").unwrap();
+    let steps: Vec<usize> = train::list_checkpoints(&killed)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(steps, vec![5]);
+
+    let out = train_at(&cfg, &f.data, &killed, &quiet(), None).unwrap();
+    assert_eq!(out.steps_done, 13);
+    assert!(
+        !partial.exists(),
+        "the half-written checkpoint is cleaned up"
+    );
+
+    let (a, b) = (final_params(&straight), final_params(&killed));
+    assert_eq!(a.len(), b.len());
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max <= 1e-6, "resumed parameters differ by {max}");
+    // Both moved away from their initialisation the same way: the run really trained.
+    let first = params(
+        &AdModel::load(
+            &killed.join("checkpoints/step-00000010"),
+            &ccad_core::backend::device(),
+        )
+        .unwrap(),
+    );
+    assert_ne!(first, b);
+
+    // The resumed run's curve continues where the first session's stopped.
+    let loss: Vec<i64> = scalars(&killed, "train/loss").iter().map(|s| s.0).collect();
+    assert!(
+        loss.contains(&5) && loss.contains(&10) && loss.contains(&13),
+        "{loss:?}"
+    );
+
+    // Running the finished command again does nothing.
+    let out = train_at(&cfg, &f.data, &killed, &quiet(), None).unwrap();
+    assert_eq!(out.steps_done, 13);
+    assert_eq!(final_params(&killed), b);
+}
+
+#[test]
+fn a_run_folder_of_another_config_is_refused_unless_fresh() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&["train.steps=5"]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/r");
+    train_at(&cfg, &f.data, &run, &quiet(), None).unwrap();
+
+    let other = config(&["train.steps=5", "model.d_model=32"]);
+    let err = train_at(&other, &f.data, &run, &quiet(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.toml: model.d_model: this run was trained with 16"),
+        "{err}"
+    );
+    assert!(err.contains("--fresh") && !err.contains('\n'), "{err}");
+    // Nothing was changed by the refusal.
+    assert_eq!(Config::load(&run.join("config.toml"), &[]).unwrap(), cfg);
+
+    let fresh = TrainOptions {
+        fresh: true,
+        ..quiet()
+    };
+    let out = train_at(&other, &f.data, &run, &fresh, None).unwrap();
+    assert_eq!(out.steps_done, 5);
+    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
+    assert_eq!(
+        AdModel::load(&dir, &ccad_core::backend::device())
+            .unwrap()
+            .config()
+            .d_model,
+        32
+    );
+
+    // Extending train.steps is allowed and continues the run.
+    let longer = config(&["train.steps=7", "model.d_model=32"]);
+    let out = train_at(&longer, &f.data, &run, &quiet(), None).unwrap();
+    assert_eq!(out.steps_done, 7);
+}
+
+#[test]
+fn only_the_newest_checkpoints_are_kept() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&[
+        "train.steps=11",
+        "train.ckpt_interval=2",
+        "train.keep_checkpoints=2",
+    ]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/k");
+    train_at(&cfg, &f.data, &run, &quiet(), None).unwrap();
+    let steps: Vec<usize> = train::list_checkpoints(&run)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(steps, vec![10, 11]);
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest, "step-00000011");
+    let dir = run.join("checkpoints").join(&latest);
+    for file in [
+        "model.json",
+        "model.safetensors",
+        "optimizer.bpk",
+        "state.json",
+        "config.toml",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let state = train::run::read_state(&dir).unwrap();
+    assert_eq!(
+        (state.step, state.sampler_position, state.samples_seen),
+        (11, 11, 11 * 16)
+    );
+}
