@@ -104,7 +104,7 @@ mod tests {
         // std 2.160247 → [−0.925820, −0.462910, 0, 1.388730].
         let mut a = [1.0, 2.0, 3.0, 6.0];
         normalize_advantages(&mut a);
-        let want = [-0.925820, -0.462910, 0.0, 1.388730];
+        let want = [-0.92582, -0.46291, 0.0, 1.38873];
         for (x, y) in a.iter().zip(want) {
             assert!((x - y).abs() < 1e-5, "{a:?}");
         }
@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(mb.actions, vec![9, 7]);
         assert_eq!(mb.returns, vec![30.0, 10.0]);
         // [3, 1]: mean 2, std (ddof 1) √2 → [0.707107, −0.707107].
-        assert!((mb.advantages[0] - 0.707107).abs() < 1e-5);
-        assert!((mb.advantages[1] + 0.707107).abs() < 1e-5);
+        assert!((mb.advantages[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-5);
+        assert!((mb.advantages[1] + std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-5);
     }
 }

@@ -9,6 +9,7 @@
 ///
 /// `δ_t = r_t + γ·V(s_{t+1})·(1 − done_t) − V(s_t)`,
 /// `A_t = δ_t + γ·λ·(1 − done_t)·A_{t+1}`, with `V(s_T) = last_values`, `A_T = 0`.
+#[allow(clippy::too_many_arguments)] // the buffers of one rollout, named
 pub fn gae(
     rewards: &[f32],
     values: &[f32],
@@ -24,9 +25,9 @@ pub fn gae(
     assert_eq!(rewards.len(), steps * n);
     assert_eq!(values.len(), steps * n);
     assert_eq!(dones.len(), steps * n);
-    for s in 0..n {
+    for (s, &last) in last_values.iter().enumerate() {
         let mut next_adv = 0.0f32;
-        let mut next_value = last_values[s];
+        let mut next_value = last;
         for t in (0..steps).rev() {
             let i = t * n + s;
             let live = if dones[i] { 0.0 } else { 1.0 };

@@ -15,6 +15,7 @@ pub mod burn_learners;
 pub mod collect;
 pub mod engine;
 pub mod gae;
+pub mod gemm;
 pub mod native;
 pub mod net;
 pub mod optim;

@@ -3,11 +3,11 @@
 //! initialisation as stable-baselines3 does it, and a plain-Rust forward/backward (the fast path;
 //! `burn_learners` computes the same on burn and a test compares the two).
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
 use rand::Rng as _;
 
 use ccad_core::seed::Rng;
+
+use crate::gemm::{gemm, gemm_tn, transpose};
 
 /// One MLP `dims[0] → dims[1] → dims[2] → dims[3]` inside a flat parameter vector. Layer `l`
 /// has a weight `[dims[l], dims[l+1]]` (row-major, `y = x·W + b`) followed by its bias.
@@ -175,29 +175,16 @@ pub struct Activations {
     // Backward scratch.
     d2: Vec<f32>,
     d1: Vec<f32>,
+    tr: Vec<f32>,
 }
 
-fn view(s: &[f32], r: usize, c: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((r, c), s).expect("buffer sized")
-}
-
-fn view_mut(s: &mut [f32], r: usize, c: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((r, c), s).expect("buffer sized")
-}
-
-/// `y = x·W + b` (then tanh on hidden layers), for `n` rows.
+/// `y = x·W + b` for `n` rows.
 fn dense(x: &[f32], n: usize, w: &[f32], b: &[f32], din: usize, dout: usize, y: &mut Vec<f32>) {
     y.resize(n * dout, 0.0);
     for row in y.chunks_exact_mut(dout) {
         row.copy_from_slice(b);
     }
-    general_mat_mul(
-        1.0,
-        &view(x, n, din),
-        &view(w, din, dout),
-        1.0,
-        &mut view_mut(y, n, dout),
-    );
+    gemm(n, din, dout, x, w, y, true);
 }
 
 impl Mlp {
@@ -239,48 +226,57 @@ impl Mlp {
         g: &mut [f32],
     ) {
         let d = self.dims;
-        let Activations { h1, h2, d2, d1, .. } = acts;
+        let Activations {
+            h1, h2, d2, d1, tr, ..
+        } = acts;
         // Layer 3: out = h2·W3 + b3.
-        self.weight_grad(h2, dout, n, 2, g);
+        self.weight_grad(h2, dout, n, 2, g, tr);
         d2.resize(n * d[2], 0.0);
-        general_mat_mul(
-            1.0,
-            &view(dout, n, d[3]),
-            &view(&p[self.w(2)], d[2], d[3]).t(),
-            0.0,
-            &mut view_mut(d2, n, d[2]),
-        );
+        transpose(d[2], d[3], &p[self.w(2)], tr);
+        gemm(n, d[3], d[2], dout, tr, d2, false);
         // tanh' = 1 − tanh².
         d2.iter_mut()
             .zip(h2.iter())
             .for_each(|(g, h)| *g *= 1.0 - h * h);
         // Layer 2: h2 = tanh(h1·W2 + b2).
-        self.weight_grad(h1, d2, n, 1, g);
+        self.weight_grad(h1, d2, n, 1, g, tr);
         d1.resize(n * d[1], 0.0);
-        general_mat_mul(
-            1.0,
-            &view(d2, n, d[2]),
-            &view(&p[self.w(1)], d[1], d[2]).t(),
-            0.0,
-            &mut view_mut(d1, n, d[1]),
-        );
+        transpose(d[1], d[2], &p[self.w(1)], tr);
+        gemm(n, d[2], d[1], d2, tr, d1, false);
         d1.iter_mut()
             .zip(h1.iter())
             .for_each(|(g, h)| *g *= 1.0 - h * h);
         // Layer 1: h1 = tanh(x·W1 + b1).
-        self.weight_grad(x, d1, n, 0, g);
+        self.weight_grad(x, d1, n, 0, g, tr);
     }
 
     /// `∂W_l = inputᵀ·δ`, `∂b_l = Σ_rows δ`.
-    fn weight_grad(&self, input: &[f32], delta: &[f32], n: usize, l: usize, g: &mut [f32]) {
+    fn weight_grad(
+        &self,
+        input: &[f32],
+        delta: &[f32],
+        n: usize,
+        l: usize,
+        g: &mut [f32],
+        tr: &mut Vec<f32>,
+    ) {
         let (din, dout) = (self.dims[l], self.dims[l + 1]);
-        general_mat_mul(
-            1.0,
-            &view(input, n, din).t(),
-            &view(delta, n, dout),
-            0.0,
-            &mut view_mut(&mut g[self.w(l)], din, dout),
-        );
+        if dout >= 8 {
+            gemm_tn(din, n, dout, input, delta, &mut g[self.w(l)], false);
+        } else {
+            // Few outputs (logits, value): ∂Wᵀ = δᵀ·input runs wide over the inputs; then
+            // transpose the small result into place.
+            let mut wt = std::mem::take(tr);
+            wt.resize(dout * din, 0.0);
+            gemm_tn(dout, n, din, delta, input, &mut wt, false);
+            let gw = &mut g[self.w(l)];
+            for (o, row) in wt.chunks_exact(din).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    gw[j * dout + o] = v;
+                }
+            }
+            *tr = wt;
+        }
         let gb = &mut g[self.b(l)];
         gb.fill(0.0);
         for row in delta.chunks_exact(dout) {

@@ -91,6 +91,7 @@ pub fn log_softmax(logits: &[f32], out: &mut [f32]) {
 /// clip range both are equal and the clipped one passes the gradient too), else 0;
 /// `∂ratio/∂logits = ratio·(onehot(a) − softmax)`. Entropy `H = −Σ p log p`,
 /// `∂H/∂logit_j = −p_j (log p_j + H)`.
+#[allow(clippy::too_many_arguments)] // one minibatch's columns, named
 pub fn policy_loss(
     logits: &[f32],
     n_actions: usize,

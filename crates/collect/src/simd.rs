@@ -2,6 +2,19 @@
 //! run through [`wide`], which compiles them for AVX2/FMA and picks that code at run time where
 //! the CPU has it.
 
+/// Whether this CPU runs the AVX2/FMA code.
+#[inline(always)]
+pub fn has_wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Run `f`, compiled with AVX2 and FMA enabled when the CPU supports them. `f` must be small
 /// enough to inline (a loop over slices), or it keeps the baseline code.
 #[inline(always)]
