@@ -142,13 +142,19 @@ impl RegionIndex {
         (self.regions[r].k > 0).then(|| &self.regions[r - 1])
     }
 
-    /// Locate global transition `g`: binary search over the region starts (the prefix sums
-    /// of region lengths, since regions tile the transitions in order).
+    /// Locate global transition `g`: binary search over the history offsets (prefix sums of
+    /// history lengths), then over that history's region starts (prefix sums of region
+    /// lengths). Two short searches instead of one over all regions, so that the searched
+    /// arrays stay small enough for the cache (7 300 offsets, ≤ 13 regions at paper scale).
     pub fn locate(&self, g: usize, h: &Histories) -> Location {
-        let region = self.regions.partition_point(|r| r.start <= g) - 1;
-        let reg = &self.regions[region];
-        debug_assert!(g < reg.end, "transition {g} beyond the last region");
-        let history = reg.history as usize;
+        debug_assert!(
+            g < h.n_transitions(),
+            "transition {g} beyond the last history"
+        );
+        let history = h.offsets.partition_point(|&o| o <= g) - 1;
+        let rs = self.history_regions(history);
+        let region = rs.start + self.regions[rs].partition_point(|r| r.start <= g) - 1;
+        debug_assert!(g < self.regions[region].end);
         Location {
             g,
             history,
