@@ -459,7 +459,7 @@ impl Config {
         pos("model.d_model", m.d_model)?;
         pos("model.n_layers", m.n_layers)?;
         pos("model.n_heads", m.n_heads)?;
-        if m.d_model % m.n_heads != 0 {
+        if !m.d_model.is_multiple_of(m.n_heads) {
             return Err((
                 "model.n_heads",
                 format!("must divide d_model = {}, got {}", m.d_model, m.n_heads),

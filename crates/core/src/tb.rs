@@ -123,8 +123,11 @@ fn varint(b: &[u8], i: &mut usize) -> Result<u64, String> {
     Err("varint too long".into())
 }
 
-/// Iterate (field number, wire type, payload) of a protobuf message.
-fn fields(b: &[u8]) -> Result<Vec<(u64, u64, &[u8], u64)>, String> {
+/// One protobuf field: (field number, wire type, length-delimited or fixed payload, varint value).
+type Field<'a> = (u64, u64, &'a [u8], u64);
+
+/// The fields of a protobuf message, in order.
+fn fields(b: &[u8]) -> Result<Vec<Field<'_>>, String> {
     let mut i = 0;
     let mut out = Vec::new();
     while i < b.len() {
@@ -136,16 +139,16 @@ fn fields(b: &[u8]) -> Result<Vec<(u64, u64, &[u8], u64)>, String> {
                 out.push((field, wire, &b[0..0], v));
             }
             1 => {
-                out.push((field, wire, &b[i..i + 8], 0));
+                out.push((field, wire, b.get(i..i + 8).ok_or("truncated field")?, 0));
                 i += 8;
             }
             2 => {
                 let n = varint(b, &mut i)? as usize;
-                out.push((field, wire, &b[i..i + n], 0));
+                out.push((field, wire, b.get(i..i + n).ok_or("truncated field")?, 0));
                 i += n;
             }
             5 => {
-                out.push((field, wire, &b[i..i + 4], 0));
+                out.push((field, wire, b.get(i..i + 4).ok_or("truncated field")?, 0));
                 i += 4;
             }
             _ => return Err(format!("unsupported wire type {wire}")),
