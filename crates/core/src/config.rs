@@ -314,9 +314,8 @@ impl Config {
             ConfigError::new(file, &line, format!("invalid TOML: {msg}"))
         })?;
         for ov in overrides {
-            apply_override(&mut table, ov).map_err(|(field, msg)| {
-                ConfigError::new("--set", &field, msg)
-            })?;
+            apply_override(&mut table, ov)
+                .map_err(|(field, msg)| ConfigError::new("--set", &field, msg))?;
         }
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
@@ -398,7 +397,11 @@ impl Config {
         if e.n_tasks > available {
             return Err((
                 "env.n_tasks",
-                format!("{} has only {available} tasks, got {}", e.name.as_str(), e.n_tasks),
+                format!(
+                    "{} has only {available} tasks, got {}",
+                    e.name.as_str(),
+                    e.n_tasks
+                ),
             ));
         }
         range("env.train_ratio", e.train_ratio, 0.0, 1.0)?;
@@ -433,7 +436,10 @@ impl Config {
 
         let ci = self.compress_interval();
         if ci < 2 {
-            return Err(("collect.compress_interval", format!("must be >= 2, got {ci}")));
+            return Err((
+                "collect.compress_interval",
+                format!("must be >= 2, got {ci}"),
+            ));
         }
         if !self
             .collect
@@ -467,7 +473,10 @@ impl Config {
         }
         pos("model.d_ff", m.d_ff)?;
         if !(0.0..1.0).contains(&m.dropout) {
-            return Err(("model.dropout", format!("must be in [0, 1), got {}", m.dropout)));
+            return Err((
+                "model.dropout",
+                format!("must be in [0, 1), got {}", m.dropout),
+            ));
         }
         range("model.type_loss_weight", m.type_loss_weight, 0.0, 1e3)?;
 
@@ -570,15 +579,22 @@ mod tests {
     fn bad_value_names_field() {
         let e = parse("[train]\nbatch_size = 0\n").unwrap_err().to_string();
         assert_eq!(e, "configs/x.toml: train.batch_size: must be > 0");
-        let e = parse("[model]\nd_model = 64\nn_heads = 5\n").unwrap_err().to_string();
-        assert!(e.starts_with("configs/x.toml: model.n_heads: must divide"), "{e}");
+        let e = parse("[model]\nd_model = 64\nn_heads = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("configs/x.toml: model.n_heads: must divide"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_names_field() {
         let e = parse("[ppo]\nlr = \"fast\"\n").unwrap_err().to_string();
         assert!(e.starts_with("configs/x.toml: ppo.lr:"), "{e}");
-        let e = parse("[dataset]\ncontext = \"spiral\"\n").unwrap_err().to_string();
+        let e = parse("[dataset]\ncontext = \"spiral\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("configs/x.toml: dataset.context:"), "{e}");
     }
 
@@ -591,7 +607,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error_naming_it() {
-        let e = Config::load(Path::new("configs/nope.toml"), &[]).unwrap_err().to_string();
+        let e = Config::load(Path::new("configs/nope.toml"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("configs/nope.toml: cannot read"), "{e}");
     }
 
@@ -600,7 +618,11 @@ mod tests {
         let c = Config::from_toml_str(
             "[train]\nsteps = 5\n",
             "f.toml",
-            &["train.steps=7".into(), "dataset.context=window".into(), "train.run=abc".into()],
+            &[
+                "train.steps=7".into(),
+                "dataset.context=window".into(),
+                "train.run=abc".into(),
+            ],
         )
         .unwrap();
         assert_eq!(c.train.steps, 7);

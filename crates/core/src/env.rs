@@ -104,7 +104,11 @@ fn grid_step(
     state.row = (state.row + dr).clamp(0, grid - 1);
     state.col = (state.col + dc).clamp(0, grid - 1);
     state.t += 1;
-    let reward = if (state.row, state.col) == goal { 1.0 } else { 0.0 };
+    let reward = if (state.row, state.col) == goal {
+        1.0
+    } else {
+        0.0
+    };
     StepOutcome {
         reward,
         done: state.t as usize >= horizon,
@@ -161,7 +165,13 @@ impl Environment for DarkRoom {
         EnvState { row, col, t: 0 }
     }
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
-        grid_step(self.grid as i32, self.horizon, self.goal(task), state, action)
+        grid_step(
+            self.grid as i32,
+            self.horizon,
+            self.goal(task),
+            state,
+            action,
+        )
     }
     fn observe(&self, state: &EnvState, obs: &mut [i32]) {
         obs[0] = state.row;
@@ -368,7 +378,10 @@ mod tests {
         // clipped at the wall and stays on the goal.
         let steps = run(&env, 76, &[0, 0, 0, 0, 0, 2, 3]);
         let pos: Vec<_> = steps.iter().map(|s| s.0).collect();
-        assert_eq!(pos, vec![(5, 4), (6, 4), (7, 4), (8, 4), (8, 4), (8, 5), (8, 4)]);
+        assert_eq!(
+            pos,
+            vec![(5, 4), (6, 4), (7, 4), (8, 4), (8, 4), (8, 5), (8, 4)]
+        );
         let rewards: Vec<_> = steps.iter().map(|s| s.1).collect();
         assert_eq!(rewards, vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
         // Top-left wall: from (4,4), five row-1 moves end at row 0; col-1 likewise.
@@ -376,7 +389,10 @@ mod tests {
         assert_eq!(steps[4].0, (0, 4));
         assert_eq!(steps[9].0, (0, 0));
         assert_eq!(steps[8].1, 1.0, "reaching (0,0) on the 9th step pays");
-        assert_eq!(steps[9].1, 1.0, "col-1 at the wall stays on the goal and pays again");
+        assert_eq!(
+            steps[9].1, 1.0,
+            "col-1 at the wall stays on the goal and pays again"
+        );
     }
 
     #[test]
@@ -448,10 +464,7 @@ mod tests {
             ..cfg.clone()
         };
         assert_ne!(split_tasks(&other, 81).1, test);
-        let few = EnvConfig {
-            n_tasks: 10,
-            ..cfg
-        };
+        let few = EnvConfig { n_tasks: 10, ..cfg };
         let (tr, te) = split_tasks(&few, 81);
         assert_eq!((tr.len(), te.len()), (9, 1));
         assert!(tr.iter().chain(&te).all(|&t| t < 10));

@@ -168,8 +168,20 @@ impl HistoryWriter {
                     .map_err(|e| h5err(&dest, &field($name), e))?;
             }};
         }
-        put!(names::STATES, i32, &h.states[..], (t, s, d), (chunk_t, s, d));
-        put!(names::NEXT_STATES, i32, &h.next_states[..], (t, s, d), (chunk_t, s, d));
+        put!(
+            names::STATES,
+            i32,
+            &h.states[..],
+            (t, s, d),
+            (chunk_t, s, d)
+        );
+        put!(
+            names::NEXT_STATES,
+            i32,
+            &h.next_states[..],
+            (t, s, d),
+            (chunk_t, s, d)
+        );
         put!(names::ACTIONS, i32, &h.actions[..], (t, s), (chunk_t, s));
         put!(names::REWARDS, f32, &h.rewards[..], (t, s), (chunk_t, s));
         put!(names::DONES, u8, &h.dones[..], (t, s), (chunk_t, s));
@@ -216,7 +228,11 @@ pub struct HistoryReader {
 impl HistoryReader {
     pub fn open(path: &Path) -> Result<Self> {
         if !path.exists() {
-            return Err(Error::file(path, "file", "does not exist (run collect first)"));
+            return Err(Error::file(
+                path,
+                "file",
+                "does not exist (run collect first)",
+            ));
         }
         let file = hdf5::File::open(path).map_err(|e| h5err(path, "file", e))?;
         let str_attr = |name: &str| -> Result<String> {
@@ -236,7 +252,9 @@ impl HistoryReader {
                 .and_then(|a| a.read_raw::<i32>())
                 .map_err(|e| h5err(path, name, e))?;
             v.into_iter()
-                .map(|t| usize::try_from(t).map_err(|_| Error::file(path, name, "negative task id")))
+                .map(|t| {
+                    usize::try_from(t).map_err(|_| Error::file(path, name, "negative task id"))
+                })
                 .collect()
         };
         let format_version = u32_attr(attrs::FORMAT_VERSION)?;
@@ -308,8 +326,8 @@ impl HistoryReader {
                     ));
                 }
                 let dtype = d.dtype().map_err(|e| h5err(p, &field($name), e))?;
-                let expected = hdf5::Datatype::from_type::<$ty>()
-                    .map_err(|e| h5err(p, &field($name), e))?;
+                let expected =
+                    hdf5::Datatype::from_type::<$ty>().map_err(|e| h5err(p, &field($name), e))?;
                 if dtype != expected {
                     return Err(Error::file(
                         p,
@@ -317,7 +335,8 @@ impl HistoryReader {
                         format!("expected dtype {}", stringify!($ty)),
                     ));
                 }
-                d.read_raw::<$ty>().map_err(|e| h5err(p, &field($name), e))?
+                d.read_raw::<$ty>()
+                    .map_err(|e| h5err(p, &field($name), e))?
             }};
         }
         let states = get!(names::STATES, i32, vec![steps, n_stream, obs_dim]);
@@ -399,7 +418,11 @@ mod tests {
         w.write_task(&sample_task(1)).unwrap();
         w.finish().unwrap();
         assert!(path.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file renamed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file renamed"
+        );
 
         let r = HistoryReader::open(&path).unwrap();
         assert_eq!(r.meta, sample_meta());
@@ -413,14 +436,24 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            vec!["actions", "compress_markers", "dones", "next_states", "rewards", "states"]
+            vec![
+                "actions",
+                "compress_markers",
+                "dones",
+                "next_states",
+                "rewards",
+                "states"
+            ]
         );
         let is = |n: &str, t: hdf5::Datatype| g.dataset(n).unwrap().dtype().unwrap() == t;
         assert!(is("states", hdf5::Datatype::from_type::<i32>().unwrap()));
         assert!(is("actions", hdf5::Datatype::from_type::<i32>().unwrap()));
         assert!(is("rewards", hdf5::Datatype::from_type::<f32>().unwrap()));
         assert!(is("dones", hdf5::Datatype::from_type::<u8>().unwrap()));
-        assert!(is("compress_markers", hdf5::Datatype::from_type::<u8>().unwrap()));
+        assert!(is(
+            "compress_markers",
+            hdf5::Datatype::from_type::<u8>().unwrap()
+        ));
         assert_eq!(g.dataset("states").unwrap().shape(), vec![7, 2, 2]);
         assert_eq!(g.dataset("compress_markers").unwrap().shape(), vec![7, 2]);
     }
@@ -460,7 +493,10 @@ mod tests {
             let g = f.group("0").unwrap();
             g.unlink("actions").unwrap();
             let a = ndarray::Array2::<i64>::zeros((7, 2));
-            g.new_dataset_builder().with_data(&a).create("actions").unwrap();
+            g.new_dataset_builder()
+                .with_data(&a)
+                .create("actions")
+                .unwrap();
         }
         let r = HistoryReader::open(&path).unwrap();
         let e = r.read_task(0, "goal").unwrap_err().to_string();

@@ -18,9 +18,18 @@ mod tests {
 
     #[test]
     fn streams_differ_and_repeat() {
-        let a: Vec<u32> = (0..4).map(|_| 0).scan(rng(1, 0), |r, _| Some(r.next_u32())).collect();
-        let b: Vec<u32> = (0..4).map(|_| 0).scan(rng(1, 0), |r, _| Some(r.next_u32())).collect();
-        let c: Vec<u32> = (0..4).map(|_| 0).scan(rng(1, 1), |r, _| Some(r.next_u32())).collect();
+        let a: Vec<u32> = (0..4)
+            .map(|_| 0)
+            .scan(rng(1, 0), |r, _| Some(r.next_u32()))
+            .collect();
+        let b: Vec<u32> = (0..4)
+            .map(|_| 0)
+            .scan(rng(1, 0), |r, _| Some(r.next_u32()))
+            .collect();
+        let c: Vec<u32> = (0..4)
+            .map(|_| 0)
+            .scan(rng(1, 1), |r, _| Some(r.next_u32()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

@@ -48,6 +48,28 @@ mod tests {
         assert_eq!(marker_at(159, 80), marker::END);
         assert_eq!(marker_at(158, 80), marker::NONE);
     }
+
+    #[test]
+    fn feature_layouts() {
+        // (s=(1,2), a=3 of 5, r=1, s'=(1,3)) → [1,2, 0,0,0,1,0, 1, 1,3]
+        let mut f = [9.0; 10];
+        transition_features(&[1, 2], 3, 1.0, &[1, 3], 5, &mut f);
+        assert_eq!(f, [1., 2., 0., 0., 0., 1., 0., 1., 1., 3.]);
+        // Dense token: previous transition, done flag, then s_t = (4, 4).
+        let mut g = [9.0; 13];
+        let prev = PrevTransition {
+            s: &[1, 2],
+            a: 3,
+            r: 1.0,
+            s_next: &[1, 3],
+            done: true,
+        };
+        dense_features(Some(prev), &[4, 4], 5, &mut g);
+        assert_eq!(g, [1., 2., 0., 0., 0., 1., 0., 1., 1., 3., 1., 4., 4.]);
+        dense_features(None, &[4, 4], 5, &mut g);
+        assert_eq!(g, [0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 4., 4.]);
+        assert_eq!(dense_feature_dim(2, 5), 13);
+    }
 }
 
 /// What a sequence position holds. The token-type embedding uses [`type_of_kind`].
@@ -80,7 +102,14 @@ pub fn transition_feature_dim(obs_dim: usize, n_actions: usize) -> usize {
 }
 
 /// Write `concat(s, one_hot(a), r, s')` into `out` (length [`transition_feature_dim`]).
-pub fn transition_features(s: &[i32], a: usize, r: f32, s_next: &[i32], n_actions: usize, out: &mut [f32]) {
+pub fn transition_features(
+    s: &[i32],
+    a: usize,
+    r: f32,
+    s_next: &[i32],
+    n_actions: usize,
+    out: &mut [f32],
+) {
     let d = s.len();
     debug_assert_eq!(out.len(), 2 * d + n_actions + 1);
     for (o, &v) in out[..d].iter_mut().zip(s) {
@@ -90,6 +119,49 @@ pub fn transition_features(s: &[i32], a: usize, r: f32, s_next: &[i32], n_action
     out[d + a] = 1.0;
     out[d + n_actions] = r;
     for (o, &v) in out[d + n_actions + 1..].iter_mut().zip(s_next) {
+        *o = v as f32;
+    }
+}
+
+/// The previous transition a dense-layout token carries.
+#[derive(Debug, Clone, Copy)]
+pub struct PrevTransition<'a> {
+    pub s: &'a [i32],
+    pub a: usize,
+    pub r: f32,
+    pub s_next: &'a [i32],
+    pub done: bool,
+}
+
+/// Length of a dense-layout token's features: `concat(s_{t-1}, one_hot(a_{t-1}), r_{t-1},
+/// s'_{t-1}, done_{t-1}, s_t)`.
+pub fn dense_feature_dim(obs_dim: usize, n_actions: usize) -> usize {
+    3 * obs_dim + n_actions + 2
+}
+
+/// Write a dense-layout token (the "dense" objective): the previous transition of the same
+/// history (zeros at a history's first step, `prev = None`) and the current state `s_t`, from
+/// which the token predicts `a_t`. `out` has length [`dense_feature_dim`].
+pub fn dense_features(
+    prev: Option<PrevTransition<'_>>,
+    s: &[i32],
+    n_actions: usize,
+    out: &mut [f32],
+) {
+    let d = s.len();
+    debug_assert_eq!(out.len(), 3 * d + n_actions + 2);
+    let (head, tail) = out.split_at_mut(2 * d + n_actions + 1);
+    match prev {
+        Some(p) => {
+            transition_features(p.s, p.a, p.r, p.s_next, n_actions, head);
+            tail[0] = if p.done { 1.0 } else { 0.0 };
+        }
+        None => {
+            head.fill(0.0);
+            tail[0] = 0.0;
+        }
+    }
+    for (o, &v) in tail[1..].iter_mut().zip(s) {
         *o = v as f32;
     }
 }
