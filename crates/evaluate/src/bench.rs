@@ -1,5 +1,6 @@
-//! Speed of the rollout: env-steps/s with the key/value cache against a full re-run of every
-//! context each step (the reference's way), for a freshly initialised model of the default
+//! Speed of the rollout: env-steps/s with a key/value cache (the plain-Rust CPU copy of the
+//! model, and burn's [`model::KvCache`]) against a full re-run of every context each step (the
+//! reference's way), for a freshly initialised model of the default
 //! shape on Dark Room. Two phases of one rollout (compressed context, interval `I`):
 //!
 //! - `short`: the first episode (steps `0..horizon`): contexts of 2 to `horizon + 1` tokens;
@@ -53,7 +54,7 @@ pub fn bench(n_envs: usize, interval: usize, device: &Device, seed: u64) -> Vec<
     let horizon = env.horizon();
     let phases = [("short", 0, horizon), ("full", 2 * interval, 3 * interval)];
     let mut rows = Vec::new();
-    for inference in [Inference::Cached, Inference::Full] {
+    for inference in [Inference::Native, Inference::Cached, Inference::Full] {
         let spec = RolloutSpec {
             tasks: tasks.clone(),
             seeds: vec![seed; n_envs],

@@ -6,7 +6,8 @@
 //!   `n_transit - 1` transitions), and what each step did to it ([`Change`]).
 //! - [`rollout`]: [`rollout`]`(model, env, spec, device, on_episode)`: all (task × seed)
 //!   environments in one batch, one model call per step over the model's key/value cache
-//!   ([`Inference::Cached`]) or a full re-run ([`Inference::Full`]); [`Rollout`] steps it by hand.
+//!   ([`Inference::Cached`]), a plain-Rust CPU copy of it ([`Inference::Native`], [`native`]),
+//!   or a full re-run ([`Inference::Full`]); [`Rollout`] steps it by hand.
 //! - [`summary`]: curves, first/last-10 means, per-task table, JSON.
 //! - [`npy`]: `eval_result.npy` (NumPy format 1.0, float32).
 //! - [`run`]: a run folder → checkpoint, config, task split → outputs in `runs/<run>/eval/`.
@@ -24,6 +25,7 @@
 
 pub mod bench;
 pub mod context;
+pub mod native;
 pub mod npy;
 pub mod rollout;
 pub mod run;

@@ -17,6 +17,7 @@ use model::{AdModel, AdModelConfig, KvCache, Token, batch_from_tokens};
 use rand::Rng as _;
 
 use crate::context::{Change, ContextSpec, RollingContext};
+use crate::native::{NativeCache, NativeModel};
 
 /// How an action is chosen from the action logits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,10 +41,25 @@ impl Sampling {
 /// How the model reads the contexts each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inference {
-    /// Key/value cache: append the new tokens, rebuild rows whose context shifted.
+    /// The model's [`KvCache`] on the burn device: append the new tokens, rebuild rows whose
+    /// context shifted.
     Cached,
+    /// The same on the CPU through [`crate::native`], a plain-Rust copy of the model's
+    /// inference: far fewer fixed costs per token than burn's small tensor operations.
+    Native,
     /// A full causal pass over every context every step (the reference's way).
     Full,
+}
+
+impl Inference {
+    /// [`Inference::Native`] where the model runs on the CPU anyway, [`Inference::Cached`] on
+    /// a GPU build (`cuda`, or `tch` with `CCAD_DEVICE=cuda`).
+    pub fn for_backend() -> Self {
+        match ccad_core::backend::backend_name() {
+            "cuda" | "tch-cuda" => Inference::Cached,
+            _ => Inference::Native,
+        }
+    }
 }
 
 /// What to roll out.
@@ -62,7 +78,8 @@ pub struct RolloutSpec {
 
 impl RolloutSpec {
     /// `tasks × eval.seeds` environments, task-major (task 0 seed 0, task 0 seed 1, …); seed `k`
-    /// of a task is `eval.seed + k`. Episodes, sampling from `eval`; the KV cache.
+    /// of a task is `eval.seed + k`. Episodes, sampling from `eval`; a cache
+    /// ([`Inference::for_backend`]).
     pub fn new(tasks: &[usize], eval: &EvalConfig, context: ContextSpec) -> Self {
         let mut env_tasks = Vec::with_capacity(tasks.len() * eval.seeds);
         let mut seeds = Vec::with_capacity(tasks.len() * eval.seeds);
@@ -78,7 +95,7 @@ impl RolloutSpec {
             episodes: eval.episodes,
             sampling: Sampling::from_config(eval),
             context,
-            inference: Inference::Cached,
+            inference: Inference::for_backend(),
         }
     }
 
@@ -188,6 +205,12 @@ pub fn check_model(
     Ok(())
 }
 
+enum Engine {
+    Burn(KvCache),
+    Native(NativeModel, NativeCache),
+    Full,
+}
+
 /// A rollout in progress: [`Rollout::step`] until [`Rollout::done`], then [`Rollout::finish`].
 /// [`rollout`] does all of it; the stepwise form lets a benchmark time phases.
 pub struct Rollout<'a> {
@@ -198,7 +221,7 @@ pub struct Rollout<'a> {
     envs: VecEnv<'a>,
     contexts: Vec<RollingContext>,
     rngs: Vec<Rng>,
-    cache: Option<KvCache>,
+    engine: Engine,
     obs_dim: usize,
     /// `[n, obs_dim]`: observation each environment acts from.
     obs: Vec<i32>,
@@ -249,9 +272,15 @@ impl<'a> Rollout<'a> {
             .zip(&spec.seeds)
             .map(|(&task, &seed)| rng(seed, task as u64))
             .collect();
-        let cache = match spec.inference {
-            Inference::Cached => Some(KvCache::new(model, n, device)),
-            Inference::Full => None,
+        let engine = match spec.inference {
+            Inference::Cached => Engine::Burn(KvCache::new(model, n, device)),
+            Inference::Native => {
+                let native = NativeModel::from_model(model)
+                    .unwrap_or_else(|e| panic!("native inference: {e}"));
+                let cache = NativeCache::new(&native, n);
+                Engine::Native(native, cache)
+            }
+            Inference::Full => Engine::Full,
         };
         let mut r = Self {
             model,
@@ -261,7 +290,7 @@ impl<'a> Rollout<'a> {
             spec,
             envs,
             rngs,
-            cache,
+            engine,
             obs_dim,
             prev_obs: obs.clone(),
             next_obs: obs.clone(),
@@ -359,20 +388,56 @@ impl<'a> Rollout<'a> {
     fn read_logits(&mut self, changes: &[Change]) {
         let n = self.n_envs();
         let queries: Vec<Token> = (0..n).map(|i| self.query(i)).collect();
-        let Some(cache) = self.cache.as_mut() else {
-            let full: Vec<Vec<Token>> = self
-                .contexts
-                .iter()
-                .zip(queries)
-                .map(|(c, q)| c.with_query(q))
-                .collect();
-            (self.action_logits, self.type_logits) = full_pass(self.model, &full, &self.device);
-            return;
-        };
         let model = self.model;
         let (a, t) = (model.config().n_actions, token_type::COUNT);
         self.action_logits.resize(n * a, 0.0);
         self.type_logits.resize(n * t, 0.0);
+        let cache = match &mut self.engine {
+            Engine::Burn(cache) => cache,
+            Engine::Full => {
+                let full: Vec<Vec<Token>> = self
+                    .contexts
+                    .iter()
+                    .zip(queries)
+                    .map(|(c, q)| c.with_query(q))
+                    .collect();
+                (self.action_logits, self.type_logits) = full_pass(model, &full, &self.device);
+                return;
+            }
+            Engine::Native(native, cache) => {
+                // Per row: what to keep, then what to append (a shifted row starts over).
+                let mut appended: Vec<Vec<Token>> = Vec::with_capacity(n);
+                let mut keep = Vec::with_capacity(n);
+                for i in 0..n {
+                    let tokens = self.contexts[i].tokens();
+                    let (k, mut new) = match changes[i] {
+                        Change::Shifted => {
+                            self.stats.rows_rebuilt += 1;
+                            (0, tokens.to_vec())
+                        }
+                        // Drop the old query; append the new tokens.
+                        Change::Appended(k) => {
+                            (cache.len(i) - 1, tokens[tokens.len() - k..].to_vec())
+                        }
+                    };
+                    new.push(queries[i].clone());
+                    keep.push(k);
+                    appended.push(new);
+                }
+                let work: Vec<Option<(usize, &[Token])>> = keep
+                    .iter()
+                    .zip(&appended)
+                    .map(|(&k, v)| Some((k, v.as_slice())))
+                    .collect();
+                cache.update(native, &work);
+                for i in 0..n {
+                    let (la, lt) = cache.logits(i, a);
+                    self.action_logits[i * a..(i + 1) * a].copy_from_slice(la);
+                    self.type_logits[i * t..(i + 1) * t].copy_from_slice(lt);
+                }
+                return;
+            }
+        };
 
         // Rows whose positions moved: one causal pass over their new context.
         let rebuild: Vec<usize> = (0..n).filter(|&i| changes[i] == Change::Shifted).collect();

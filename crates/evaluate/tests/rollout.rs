@@ -67,6 +67,9 @@ fn cached_actions_equal_full_rerun_compressed() {
     let cached = run(&model, &env, context, Inference::Cached, t);
     let full = run(&model, &env, context, Inference::Full, t);
     assert_same(&cached, &full);
+    let native = run(&model, &env, context, Inference::Native, t);
+    assert_same(&native, &full);
+    assert_eq!(native.stats.rows_rebuilt, 5 * 6);
     assert_eq!(cached.stats.steps, 30);
     assert_eq!(cached.stats.regions_closed, 5 * 7);
     assert_eq!(
@@ -105,6 +108,7 @@ fn cached_actions_equal_full_rerun_predicted_boundary() {
         let cached = run(&model, &env, context, Inference::Cached, t);
         let full = run(&model, &env, context, Inference::Full, t);
         assert_same(&cached, &full);
+        assert_same(&run(&model, &env, context, Inference::Native, t), &full);
         // Fixed boundaries would close exactly 7 per env; more means the head closed some.
         if cached.stats.regions_closed > 5 * 7 {
             found = true;
@@ -125,6 +129,7 @@ fn cached_actions_equal_full_rerun_window() {
     let t = Sampling::Temperature(1.0);
     let cached = run(&model, &env, context, Inference::Cached, t);
     assert_same(&cached, &run(&model, &env, context, Inference::Full, t));
+    assert_same(&run(&model, &env, context, Inference::Native, t), &cached);
     // The window is full from step 8 on: every later step shifts it (30 - 8 = 22 rebuilds).
     assert_eq!(cached.stats.rows_rebuilt, 5 * 22);
 }
@@ -325,4 +330,66 @@ fn bad_run_folders_are_one_line_errors() {
         e.contains("model.json: n_states: is 25, darkroom has 36 states"),
         "{e}"
     );
+}
+
+#[test]
+fn native_logits_match_the_burn_model() {
+    // Default-shaped model (4 layers, 4 heads, d 64, ff 256) on a full compressed context:
+    // the native copy's logits at the query agree with a full burn pass.
+    use evaluate::native::{NativeCache, NativeModel};
+    use model::{Token, batch_from_tokens};
+    let env = DarkRoom::new(9, 20);
+    let device = ccad_core::backend::device();
+    ccad_core::backend::seed_device(&device, 11);
+    let config = AdModelConfig::new(&ModelConfig::default(), 10, 81, 5, 20);
+    let model = config.init(&device).valid();
+    let tr = |i: usize| {
+        Token::transition(
+            &[(i % 9) as i32, 4],
+            i % 5,
+            (i % 2) as f32,
+            &[4, (i % 9) as i32],
+            5,
+        )
+    };
+    let mut ctx = vec![Token::Open];
+    ctx.extend((0..6).map(tr));
+    ctx.extend([Token::Close, Token::Open]);
+    ctx.extend((6..11).map(tr));
+    ctx.push(Token::Query(env.state_index(&[2, 7])));
+    assert_eq!(ctx.len(), 15);
+    let short = vec![Token::Open, tr(3), Token::Query(40)];
+
+    let logits = model.forward(
+        &batch_from_tokens(&[ctx.clone(), short.clone()], 10),
+        &device,
+    );
+    let a: Vec<f32> = logits.action.into_data().try_to_vec().unwrap();
+    let t: Vec<f32> = logits.token_type.into_data().try_to_vec().unwrap();
+
+    let native = NativeModel::from_model(&model).unwrap();
+    let mut cache = NativeCache::new(&native, 2);
+    cache.update(
+        &native,
+        &[Some((0, ctx.as_slice())), Some((0, short.as_slice()))],
+    );
+    for (row, len) in [(0, 15), (1, 3)] {
+        let p = row * 15 + len - 1;
+        let (na, nt) = cache.logits(row, 5);
+        for (x, y) in na
+            .iter()
+            .zip(&a[p * 5..p * 5 + 5])
+            .chain(nt.iter().zip(&t[p * 3..p * 3 + 3]))
+        {
+            assert!((x - y).abs() < 1e-4, "row {row}: native {x} vs burn {y}");
+        }
+    }
+    // Appending after a truncation equals building the same context from scratch.
+    cache.update(&native, &[Some((14, &[tr(11), Token::Query(5)][..])), None]);
+    let mut again = ctx[..14].to_vec();
+    again.extend([tr(11), Token::Query(5)]);
+    let mut fresh = NativeCache::new(&native, 1);
+    fresh.update(&native, &[Some((0, again.as_slice()))]);
+    assert_eq!(cache.logits(0, 5), fresh.logits(0, 5));
+    assert_eq!(cache.len(0), 16);
 }

@@ -32,11 +32,12 @@ fn main() -> std::process::ExitCode {
         let rows = bench(args.envs, args.interval, &device, args.seed);
         println!(
             "{:<8} {:<6} {:>6} {:>10} {:>14}",
-            "mode", "phase", "steps", "tokens", "env-steps/s"
+            "engine", "phase", "steps", "tokens", "env-steps/s"
         );
         for r in &rows {
             let mode = match r.inference {
-                Inference::Cached => "cached",
+                Inference::Native => "native",
+                Inference::Cached => "burn-kv",
                 Inference::Full => "full",
             };
             println!(
@@ -54,7 +55,8 @@ fn main() -> std::process::ExitCode {
                     .map_or(f64::NAN, |r| r.env_steps_per_s)
             };
             println!(
-                "{phase}: cache speed-up {:.1}x over the full re-run",
+                "{phase}: speed-up over the full re-run: native cache {:.1}x, burn KvCache {:.1}x",
+                rate(Inference::Native) / rate(Inference::Full),
                 rate(Inference::Cached) / rate(Inference::Full)
             );
         }
