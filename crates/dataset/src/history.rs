@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ccad_core::config::{Config, TaskSet};
 use ccad_core::env::{Environment, make_env};
 use ccad_core::history::{HistoryMeta, HistoryReader, TaskHistory, attrs, names};
-use ccad_core::tokens::transition_feature_dim;
+use ccad_core::tokens::{PrevTransition, dense_feature_dim, transition_feature_dim};
 use ccad_core::{Error, Result};
 
 /// All loaded histories. Transition `g` (a global id, `0..n_transitions()`) of history `h` lies
@@ -34,6 +34,8 @@ pub struct Histories {
     /// `[n_transitions]`; checked `< n_actions` at load.
     pub actions: Vec<u8>,
     pub rewards: Vec<f32>,
+    /// `[n_transitions]`: the episode ended with transition `g` (only dense tokens read it).
+    pub dones: Vec<bool>,
     /// `[n_transitions]`: compress markers as stored.
     pub markers: Vec<u8>,
     /// `[n_transitions]`: the environment's discrete index of `states[g]` (the query embedding).
@@ -68,6 +70,36 @@ impl Histories {
             self.actions[g] as usize,
             self.rewards[g],
             &self.next_states[g * d..(g + 1) * d],
+            self.n_actions,
+            out,
+        );
+    }
+
+    /// Length of a dense-layout token's feature vector.
+    pub fn dense_feat_dim(&self) -> usize {
+        dense_feature_dim(self.obs_dim, self.n_actions)
+    }
+
+    /// Write the dense-layout token of transition `g` into `out`: transition `g - 1` with its
+    /// done flag, then `s_g` (DESIGN §5a). `history_start` is the first transition of `g`'s
+    /// history; the token there has no previous transition (zeros).
+    #[inline]
+    pub fn dense_features(&self, g: usize, history_start: usize, out: &mut [f32]) {
+        let d = self.obs_dim;
+        debug_assert!(history_start <= g);
+        let prev = (g > history_start).then(|| {
+            let p = g - 1;
+            PrevTransition {
+                s: &self.states[p * d..(p + 1) * d],
+                a: self.actions[p] as usize,
+                r: self.rewards[p],
+                s_next: &self.next_states[p * d..(p + 1) * d],
+                done: self.dones[p],
+            }
+        });
+        ccad_core::tokens::dense_features(
+            prev,
+            &self.states[g * d..(g + 1) * d],
             self.n_actions,
             out,
         );
@@ -123,6 +155,7 @@ impl Histories {
             next_states: Vec::new(),
             actions: Vec::new(),
             rewards: Vec::new(),
+            dones: Vec::new(),
             markers: Vec::new(),
             state_index: Vec::new(),
         }
@@ -154,6 +187,7 @@ impl Histories {
         self.next_states.reserve(n_new * d);
         self.actions.reserve(n_new);
         self.rewards.reserve(n_new);
+        self.dones.reserve(n_new);
         self.markers.reserve(n_new);
         self.state_index.reserve(n_new);
         for s in 0..s_len {
@@ -192,10 +226,22 @@ impl Histories {
                         ),
                     ));
                 }
+                let done = match th.dones[i] {
+                    0 => false,
+                    1 => true,
+                    v => {
+                        return Err(Error::file(
+                            p,
+                            field(names::DONES),
+                            format!("stream {s} step {t}: done flag {v} is not 0 or 1"),
+                        ));
+                    }
+                };
                 self.states.extend_from_slice(obs);
                 self.next_states.extend_from_slice(next);
                 self.actions.push(a as u8);
                 self.rewards.push(th.rewards[i]);
+                self.dones.push(done);
                 self.markers.push(th.compress_markers[i]);
                 self.state_index.push(idx as u32);
             }

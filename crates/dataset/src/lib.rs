@@ -1,26 +1,51 @@
-//! dataset: learning histories → padded token batches for the model (DESIGN §4–§5).
+//! dataset: learning histories → padded token batches for the model (DESIGN §4–§5a).
 //!
 //! - [`history`]: [`Histories`], a history file loaded into history-major arrays and checked
 //!   against the config (environment, parameters, interval, actions, shapes).
 //! - [`region`]: [`RegionIndex`], every history's rollout regions from its compress markers,
 //!   with O(log n) look-up from a transition to (history, region, step).
-//! - [`layout`]: [`TokenLayout`], how a sample becomes a token sequence: [`CompressedQuery`]
-//!   (`<c> P </c> <c> C[..t] q(s_t)`) and [`WindowQuery`] (last `n_transit - 1` transitions).
+//! - [`layout`]: [`TokenLayout`], how a sample becomes a token sequence. Query objective:
+//!   [`CompressedQuery`] (`<c> P </c> <c> C[..t] q(s_t)`) and [`WindowQuery`] (last
+//!   `n_transit - 1` transitions, then `q(s_t)`). Dense objective: [`CompressedDense`] and
+//!   [`WindowDense`] (below). [`layout_for`] picks one from `dataset.context` ×
+//!   `model.objective`.
 //! - [`sampler`]: [`Sampler`] (seeded, epoch-free shuffling, optional length bucketing),
 //!   [`Prefetcher`] (batches assembled on a background thread), [`fixed_batches`] and
 //!   [`sequential_batches`] (deterministic held-out batches).
 //! - [`synthetic`]: random-walk history files for tests and the benchmark.
 //!
+//! Dense objective (`model.objective = "dense"`, DESIGN §5a). Every transition `t` of a
+//! history becomes one token of kind TRANSITION whose features are
+//! `ccad_core::tokens::dense_features(prev, s_t)`: `concat(s_{t-1}, one_hot(a_{t-1}), r_{t-1},
+//! s'_{t-1}, done_{t-1}, s_t)`, all zeros but `s_t` at the history's first step (length
+//! `dense_feature_dim(obs_dim, n_actions)`, which [`Dataset::feat_dim`] reports). The token
+//! predicts `a_t` (`target_action`) and the next token's type (`target_type`: `2` if transition
+//! `t` carries the `END` marker, else `0`). Markers carry no labels; there are no QUERY tokens:
+//! in evaluation the context's last token plays the query. A token holds only actions before
+//! `a_t`, so under causal attention no position sees its own or a later action.
+//! - [`CompressedDense`]: one sample per (history, region `k`): `<c> C` for `k = 0`, else
+//!   `<c> P </c> <c> C` (`P` = region `k - 1` whole, context only; `C` = region `k`, every
+//!   token supervised). Each supervised token sees exactly `[<c> P </c>] <c> C[..j]`, the
+//!   context evaluation gives it. At most `2I + 3` tokens.
+//! - [`WindowDense`]: one sample per chunk of `n_transit` consecutive steps of one history,
+//!   cut at multiples of `n_transit` from the history's start (the last chunk may be shorter);
+//!   every token supervised, no markers.
+//!
+//! In both, a pass supervises every transition exactly once.
+//!
 //! Choices where DESIGN is silent:
-//! - A sample is one query transition; sample number = global transition id (history-major:
-//!   history `(task, stream)` in the file's task-list order, then stream, then step).
+//! - Query objective: a sample is one query transition; sample number = global transition id
+//!   (history-major: history `(task, stream)` in the file's task-list order, then stream, then
+//!   step). Dense: sample number = flat region number ([`RegionIndex::regions`]) or chunk
+//!   number (history-major, then chunk).
 //! - Markers are parsed strictly: a history starts with `<c>`; after an `END` the next
 //!   transition is a `START`; only a history's last region may lack its `END`; no region is
 //!   longer than `compress_interval` (so no sequence exceeds `2I + 3`).
 //! - The next-token-type label is the same in window mode as in compressed mode (`2` where the
 //!   stream's region ends), so both modes train the same two heads.
 //! - Batches are ordered by an endless stream of seeded passes; a batch may straddle two passes.
-//! - `dones` are not loaded: no token uses them (an episode end shows in the next state).
+//! - `dones` are loaded as `Vec<bool>` (a flag other than 0/1 is a load error); only dense
+//!   tokens read them.
 //!
 //! Typical use (train):
 //! ```no_run
@@ -53,7 +78,9 @@ use ccad_core::tokens::TokenBatch;
 use rayon::prelude::*;
 
 pub use history::Histories;
-pub use layout::{CompressedQuery, Row, TokenLayout, WindowQuery, layout_for};
+pub use layout::{
+    CompressedDense, CompressedQuery, Row, TokenLayout, WindowDense, WindowQuery, layout_for,
+};
 pub use region::{Location, Region, RegionIndex};
 pub use sampler::{Prefetcher, Sampler, fixed_batches, sequential_batches};
 
@@ -90,7 +117,9 @@ impl Dataset {
         Ok(Self::new(Arc::new(Corpus::new(histories)?), layout))
     }
 
-    pub fn new(corpus: Arc<Corpus>, layout: Box<dyn TokenLayout>) -> Self {
+    /// Pair a corpus with a layout (the layout indexes its samples here if it needs to).
+    pub fn new(corpus: Arc<Corpus>, mut layout: Box<dyn TokenLayout>) -> Self {
+        layout.prepare(&corpus);
         Self { corpus, layout }
     }
 
@@ -113,9 +142,10 @@ impl Dataset {
         self.layout.max_len(&self.corpus)
     }
 
-    /// Length of a transition's feature vector.
+    /// Length of a transition token's feature vector: `transition_feature_dim` for the query
+    /// objective, `dense_feature_dim` for the dense one (the model is built from it).
     pub fn feat_dim(&self) -> usize {
-        self.corpus.histories.feat_dim()
+        self.layout.feat_dim(&self.corpus)
     }
 
     /// The batch of `samples`, in that order, padded to its longest sequence. Rows are

@@ -35,6 +35,9 @@ fn meta() -> HistoryMeta {
 ///
 /// stream 0: (1,1) -a2-> (1,2) -a0-> (2,2) -a1-> (1,2) -a3-> (1,1)r1 -a4-> (1,1)r1
 /// stream 1: (1,1) -a1-> (0,1) -a4-> (0,1) -a0-> (1,1)r1 -a4-> (1,1)r1 -a3-> (1,0)
+///
+/// Horizon 4: both streams' first episode ends with step 3 (done = 1); the reset state is
+/// (1,1), which is also where both streams stood, so the states above stay as they are.
 fn task(id: usize) -> TaskHistory {
     let s0 = [[1, 1], [1, 2], [2, 2], [1, 2], [1, 1], [1, 1]];
     let a0 = [2, 0, 1, 3, 4];
@@ -59,7 +62,7 @@ fn task(id: usize) -> TaskHistory {
             h.next_states.extend_from_slice(&s[t + 1]);
             h.actions.push(a[t]);
             h.rewards.push(r[t]);
-            h.dones.push(0);
+            h.dones.push((t == 3) as u8);
             h.compress_markers.push([1, 0, 2, 1, 0][t]);
         }
     }
@@ -108,6 +111,8 @@ fn loads_history_major_with_state_indices() {
     assert_eq!(h.stream, vec![0, 1]);
     assert_eq!(h.actions, vec![2, 0, 1, 3, 4, 1, 4, 0, 4, 3]);
     assert_eq!(h.markers, vec![1, 0, 2, 1, 0, 1, 0, 2, 1, 0]);
+    let d = [false, false, false, true, false];
+    assert_eq!(h.dones, [d, d].concat());
     // state index = row * 3 + col: (1,1)=4 (1,2)=5 (2,2)=8; (0,1)=1.
     assert_eq!(h.state_index, vec![4, 5, 8, 5, 4, 4, 1, 1, 4, 4]);
     let test = Histories::load(&path, &config(&[]), TaskSet::Test).unwrap();
@@ -260,6 +265,11 @@ fn bad_contents_are_refused_naming_task_and_field() {
         .to_string();
     assert!(e.ends_with("4/compress_markers: stream 0 step 0: transition outside a region (expected a start marker)"), "{e}");
 
+    let mut bad = task(4);
+    bad.dones[2 * 2 + 1] = 3; // t 2, stream 1
+    write(&path, &meta(), &[bad]);
+    assert!(err(&path, &cfg).ends_with("4/dones: stream 1 step 2: done flag 3 is not 0 or 1"));
+
     let mut m = meta();
     m.n_actions = 4;
     write(&path, &m, &[task(4)]);
@@ -277,11 +287,114 @@ fn bad_contents_are_refused_naming_task_and_field() {
     assert!(e.contains("missing.hdf5: file: does not exist"), "{e}");
 }
 
+// Dense tokens concat(s_{t-1}, one_hot(a_{t-1}), r_{t-1}, s'_{t-1}, done_{t-1}, s_t),
+// feat_dim = 2 + 5 + 1 + 2 + 1 + 2 = 13; zeros but s_t at a history's first step.
+// D_g is the token of global transition g (prev = transition g - 1 of the same stream).
+const D0: [f32; 13] = [0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 1., 1.]; // s0 = (1,1)
+const D1: [f32; 13] = [1., 1., 0., 0., 1., 0., 0., 0., 1., 2., 0., 1., 2.]; // T0, s1 = (1,2)
+const D2: [f32; 13] = [1., 2., 1., 0., 0., 0., 0., 0., 2., 2., 0., 2., 2.]; // T1, s2 = (2,2)
+const D3: [f32; 13] = [2., 2., 0., 1., 0., 0., 0., 0., 1., 2., 0., 1., 2.]; // T2, s3 = (1,2)
+// T3 ended the episode (done 1): the flag shows in the token of the next step.
+const D4: [f32; 13] = [1., 2., 0., 0., 0., 1., 0., 1., 1., 1., 1., 1., 1.]; // T3, s4 = (1,1)
+const D5: [f32; 13] = [0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 1., 1.]; // s5 = (1,1)
+const D6: [f32; 13] = [1., 1., 0., 1., 0., 0., 0., 0., 0., 1., 0., 0., 1.]; // T5, s6 = (0,1)
+const D7: [f32; 13] = [0., 1., 0., 0., 0., 0., 1., 0., 0., 1., 0., 0., 1.]; // T6, s7 = (0,1)
+const ZD: [f32; 13] = [0.0; 13];
+
+fn flat13(rows: &[&[[f32; 13]]]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|r| r.iter().flatten().copied())
+        .collect()
+}
+
 #[test]
-fn dense_objective_is_not_silently_served() {
+fn compressed_dense_batch_by_hand() {
     let (_d, path) = fixture();
-    let e = Dataset::load(&path, &config(&["model.objective=dense"]), TaskSet::Train)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("model.objective"), "{e}");
+    let ds = Dataset::load(&path, &config(&["model.objective=dense"]), TaskSet::Train).unwrap();
+    assert_eq!(ds.layout().name(), "compressed-dense");
+    assert_eq!(ds.feat_dim(), 13);
+    assert_eq!(ds.max_len(), 2 * 3 + 3);
+    // One sample per region: stream 0 [0,3) [3,5), stream 1 [5,8) [8,10).
+    assert_eq!(ds.n_samples(), 4);
+    assert_eq!(
+        (0..4).map(|i| ds.sample_len(i)).collect::<Vec<_>>(),
+        vec![4, 8, 4, 8]
+    );
+    // Sample 1 (stream 0, k 1): <c> D0 D1 D2 </c> <c> D3 D4, only D3 D4 supervised.
+    // Sample 2 (stream 1, k 0): <c> D5 D6 D7, all three supervised.
+    let b = ds.batch(&[1, 2]);
+    let want = TokenBatch {
+        batch: 2,
+        seq_len: 8,
+        feat_dim: 13,
+        features: flat13(&[
+            &[ZD, D0, D1, D2, ZD, ZD, D3, D4],
+            &[ZD, D5, D6, D7, ZD, ZD, ZD, ZD],
+        ]),
+        #[rustfmt::skip]
+        kinds: vec![
+            1, 0, 0, 0, 2, 1, 0, 0,
+            1, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        state_index: vec![0; 16],
+        lengths: vec![8, 4],
+        // a3 = 3, a4 = 4; a5 = 1, a6 = 4, a7 = 0.
+        #[rustfmt::skip]
+        target_action: vec![
+            I, I, I, I, I, I, 3, 4,
+            I, 1, 4, 0, I, I, I, I,
+        ],
+        // g 7 carries END (a </c> follows); region [3,5) is cut short, so g 4 is a 0.
+        #[rustfmt::skip]
+        target_type: vec![
+            I, I, I, I, I, I, 0, 0,
+            I, 0, 0, 2, I, I, I, I,
+        ],
+    };
+    assert_eq!(b, want);
+    // A pass supervises each of the 10 transitions once.
+    let labels: usize = sequential_batches(&ds, 3).map(|b| b.n_labels()).sum();
+    assert_eq!(labels, 10);
+}
+
+#[test]
+fn window_dense_batch_by_hand() {
+    let (_d, path) = fixture();
+    let cfg = config(&["model.objective=dense", "dataset.context=window"]);
+    let ds = Dataset::load(&path, &cfg, TaskSet::Train).unwrap();
+    assert_eq!(ds.layout().name(), "window-dense");
+    assert_eq!((ds.feat_dim(), ds.max_len()), (13, 3));
+    // n_transit = 3: chunks [0,3) [3,5) of stream 0, [5,8) [8,10) of stream 1.
+    assert_eq!(ds.n_samples(), 4);
+    // Sample 1: D3 D4 (a chunk start still carries its previous transition);
+    // sample 2: D5 D6 D7. Every token supervised, no markers.
+    let b = ds.batch(&[1, 2]);
+    let want = TokenBatch {
+        batch: 2,
+        seq_len: 3,
+        feat_dim: 13,
+        features: flat13(&[&[D3, D4, ZD], &[D5, D6, D7]]),
+        kinds: vec![0; 6],
+        state_index: vec![0; 6],
+        lengths: vec![2, 3],
+        target_action: vec![3, 4, I, 1, 4, 0],
+        target_type: vec![0, 0, I, 0, 0, 2],
+    };
+    assert_eq!(b, want);
+    let labels: usize = sequential_batches(&ds, 3).map(|b| b.n_labels()).sum();
+    assert_eq!(labels, 10);
+}
+
+#[test]
+fn query_objective_keeps_transition_features() {
+    let (_d, path) = fixture();
+    for mode in ["compressed", "window"] {
+        let ds = Dataset::load(
+            &path,
+            &config(&[&format!("dataset.context={mode}")]),
+            TaskSet::Train,
+        )
+        .unwrap();
+        assert_eq!((ds.feat_dim(), ds.n_samples()), (10, 10), "{mode}");
+    }
 }
