@@ -4,6 +4,7 @@
 //!   gradient clipping, TensorBoard scalars, held-out metrics, checkpoints, resume),
 //!   [`Learner`] (one optimiser step, shared with the benchmark), [`IclProbe`] (the hook for
 //!   in-context rollouts during training).
+//! - [`icl`]: [`icl::EvaluateProbe`], that hook over `evaluate::in_context_curve`.
 //! - [`run`]: the run folder's layout, atomic rotating checkpoints, config compatibility,
 //!   [`latest_checkpoint`] (where `evaluate` finds the model).
 //! - [`schedule`]: the learning rate of a step.
@@ -24,6 +25,7 @@
 //!   resume (TensorBoard shows both; the values are the same up to timing).
 
 pub mod bench;
+pub mod icl;
 pub mod optim;
 pub mod run;
 pub mod schedule;

@@ -69,20 +69,25 @@ fn run(mut args: Args) -> Result<()> {
     if args.bench {
         return run_bench(&args, &cfg);
     }
-    // HOOK(evaluate): wire evaluate's in-context rollout here once its library exposes one;
-    // until then `train.icl_interval` logs nothing.
-    if cfg.train.icl_interval > 0 {
-        eprintln!(
-            "train: icl_interval is set, but in-context rollouts are not wired yet: no icl/* scalars"
-        );
-    }
+    let mut probe = if cfg.train.icl_interval > 0 {
+        Some(train::icl::EvaluateProbe::from_dataset(
+            &cfg,
+            &cfg.dataset_path(),
+        )?)
+    } else {
+        None
+    };
     let opts = train::TrainOptions {
         fresh: args.fresh,
         stop_after: None,
         progress: true,
         verbose: true,
     };
-    let out = train::train(&cfg, &opts, None)?;
+    let out = train::train(
+        &cfg,
+        &opts,
+        probe.as_mut().map(|p| p as &mut dyn train::IclProbe),
+    )?;
     if let Some(ckpt) = &out.checkpoint {
         eprintln!(
             "train: {} steps; model in {}",

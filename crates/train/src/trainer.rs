@@ -476,12 +476,11 @@ pub fn train_at(
             log.scalar("test/acc_token_type", h.acc_token_type as f64, done);
         }
 
-        if t.icl_interval > 0 && (done % t.icl_interval == 0 || done == t.steps) {
-            if let Some(probe) = icl.as_deref_mut() {
-                let r = probe.run(&learner.model().valid(), done)?;
-                log_icl(&mut log, "train", &r.train_returns, done);
-                log_icl(&mut log, "test", &r.test_returns, done);
-            }
+        let icl_due = t.icl_interval > 0 && (done % t.icl_interval == 0 || done == t.steps);
+        if let Some(probe) = icl.as_deref_mut().filter(|_| icl_due) {
+            let r = probe.run(&learner.model().valid(), done)?;
+            log_icl(&mut log, "train", &r.train_returns, done);
+            log_icl(&mut log, "test", &r.test_returns, done);
         }
 
         if done % t.ckpt_interval == 0 || done == t.steps {

@@ -347,3 +347,63 @@ fn only_the_newest_checkpoints_are_kept() {
         (11, 11, 11 * 16)
     );
 }
+
+/// Stands in for evaluate's rollout: returns fixed per-episode returns and counts its calls.
+struct FakeProbe {
+    calls: Vec<usize>,
+}
+
+impl train::IclProbe for FakeProbe {
+    fn run(&mut self, model: &AdModel, step: usize) -> ccad_core::Result<train::IclResult> {
+        assert_eq!(model.config().d_model, 16);
+        self.calls.push(step);
+        Ok(train::IclResult {
+            train_returns: vec![1.0, 2.0, 6.0],
+            test_returns: vec![0.0, 4.0],
+        })
+    }
+}
+
+#[test]
+fn in_context_rollouts_are_logged_every_icl_interval() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&["train.steps=7", "train.icl_interval=3"]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/icl");
+    let mut probe = FakeProbe { calls: Vec::new() };
+    train_at(&cfg, &f.data, &run, &quiet(), Some(&mut probe)).unwrap();
+    assert_eq!(probe.calls, vec![3, 6, 7], "every 3 steps and at the end");
+    // Mean of [1, 2, 6] = 3; first 1, last 6; test mean of [0, 4] = 2.
+    assert_eq!(
+        scalars(&run, "icl/train_return"),
+        vec![(3, 3.0), (6, 3.0), (7, 3.0)]
+    );
+    assert_eq!(scalars(&run, "icl/train_return_first")[0], (3, 1.0));
+    assert_eq!(scalars(&run, "icl/train_return_last")[0], (3, 6.0));
+    assert_eq!(scalars(&run, "icl/test_return")[0], (3, 2.0));
+    let curve = scalars(&run, "icl_curve/step_00000006/train_return");
+    assert_eq!(curve, vec![(0, 1.0), (1, 2.0), (2, 6.0)]);
+}
+
+#[test]
+fn evaluate_rollouts_run_during_training() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&[
+        "train.steps=4",
+        "train.icl_interval=4",
+        "train.icl_episodes=3",
+    ]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/icl-eval");
+    let mut probe = train::icl::EvaluateProbe::from_dataset(&cfg, &f.data).unwrap();
+    train_at(&cfg, &f.data, &run, &quiet(), Some(&mut probe)).unwrap();
+    // Returns of a 5-step episode lie in [0, 5].
+    for set in ["train", "test"] {
+        let curve = scalars(&run, &format!("icl_curve/step_00000004/{set}_return"));
+        assert_eq!(curve.len(), 3, "{set}: {curve:?}");
+        assert!(
+            curve.iter().all(|&(_, r)| (0.0..=5.0).contains(&r)),
+            "{curve:?}"
+        );
+    }
+}
