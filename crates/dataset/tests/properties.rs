@@ -5,9 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ccad_core::history::{FORMAT_VERSION, HistoryMeta};
-use ccad_core::tokens::{IGNORE, TokenBatch, marker, token_kind, transition_features};
+use ccad_core::tokens::{
+    IGNORE, PrevTransition, TokenBatch, dense_feature_dim, dense_features, marker, token_kind,
+    transition_features,
+};
 use dataset::{
-    CompressedQuery, Corpus, Dataset, Histories, Prefetcher, Sampler, WindowQuery, padding_fraction,
+    CompressedDense, CompressedQuery, Corpus, Dataset, Histories, Prefetcher, Sampler, WindowDense,
+    WindowQuery, padding_fraction, sequential_batches,
 };
 use proptest::prelude::*;
 
@@ -17,8 +21,9 @@ const ACTIONS: usize = 5;
 /// A history is a list of regions `(len, closed)`; only the last may be open.
 type Layout = Vec<Vec<(usize, bool)>>;
 
-/// Transition `g` of history `h`: s = (g, h), a = g % 5, r = g % 3, s' = (g + 1, h), and its
-/// state index is `g`, so every token names the transition it came from.
+/// Transition `g` of history `h`: s = (g, h), a = g % 5, r = g % 3, s' = (g + 1, h),
+/// done = (g % 4 == 3), and its state index is `g`, so every token names the transition it
+/// came from.
 fn corpus(layout: &Layout, interval: usize) -> Corpus {
     let meta = HistoryMeta {
         format_version: FORMAT_VERSION,
@@ -46,6 +51,7 @@ fn corpus(layout: &Layout, interval: usize) -> Corpus {
                 h.next_states.extend([g as i32 + 1, hi as i32]);
                 h.actions.push((g % ACTIONS) as u8);
                 h.rewards.push((g % 3) as f32);
+                h.dones.push(g % 4 == 3);
                 h.state_index.push(g as u32);
             }
         }
@@ -208,8 +214,201 @@ fn check_labels(
     assert_eq!(batch.target_type[q], expect_type(regions, g));
 }
 
+/// A dense-layout token: a transition token or a marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DTok {
+    Open,
+    Close,
+    /// The token of transition `g` (predicts `a_g`).
+    Step(usize),
+}
+
+/// First transition of the history that holds `g`.
+fn history_start(regions: &[(usize, usize, usize, bool, usize)], g: usize) -> usize {
+    let h = regions
+        .iter()
+        .find(|&&(_, s, e, _, _)| s <= g && g < e)
+        .unwrap()
+        .0;
+    regions.iter().find(|r| r.0 == h).unwrap().1
+}
+
+/// DESIGN §5a, compressed dense, sample = flat region `r`: `[<c> P </c>] <c> C`.
+fn expect_compressed_dense(regions: &[(usize, usize, usize, bool, usize)], r: usize) -> Vec<DTok> {
+    let (_, start, end, _, k) = regions[r];
+    let mut v = vec![DTok::Open];
+    if k > 0 {
+        let (_, ps, pe, _, _) = regions[r - 1];
+        v.extend((ps..pe).map(DTok::Step));
+        v.extend([DTok::Close, DTok::Open]);
+    }
+    v.extend((start..end).map(DTok::Step));
+    v
+}
+
+/// DESIGN §5a, window dense: every history cut into chunks of `n` from its start.
+fn expect_window_dense_chunks(
+    regions: &[(usize, usize, usize, bool, usize)],
+    n: usize,
+) -> Vec<Vec<DTok>> {
+    let mut histories: Vec<(usize, usize)> = Vec::new();
+    for &(h, s, e, _, _) in regions {
+        match histories.get_mut(h) {
+            Some(r) => r.1 = e,
+            None => histories.push((s, e)),
+        }
+    }
+    let mut out = Vec::new();
+    for (s, e) in histories {
+        let mut c = s;
+        while c < e {
+            out.push((c..(c + n).min(e)).map(DTok::Step).collect());
+            c += n;
+        }
+    }
+    out
+}
+
+/// Read dense row `b` back into tokens, with its labels (`None` where unsupervised), checking
+/// every transition token's features against the model's definition: transition `g - 1` of the
+/// same history (zeros at its first step) and `s_g`. The only action a token of step `g`
+/// carries is therefore `a_{g-1}`: no token holds its own or a later action.
+fn decode_dense(
+    batch: &TokenBatch,
+    b: usize,
+    regions: &[(usize, usize, usize, bool, usize)],
+) -> Vec<(DTok, Option<(i32, i32)>)> {
+    let (l, fd) = (batch.seq_len, batch.feat_dim);
+    assert_eq!(fd, dense_feature_dim(OBS, ACTIONS));
+    let len = batch.lengths[b];
+    let mut out = Vec::new();
+    for pos in 0..l {
+        let i = b * l + pos;
+        let feat = &batch.features[i * fd..(i + 1) * fd];
+        let labels = (batch.target_action[i], batch.target_type[i]);
+        assert_eq!(batch.state_index[i], 0, "no queries in dense mode");
+        if pos >= len {
+            assert_eq!(batch.kinds[i], token_kind::TRANSITION);
+            assert!(feat.iter().all(|&x| x == 0.0));
+            assert_eq!(labels, (IGNORE, IGNORE));
+            continue;
+        }
+        let label = (labels.0 != IGNORE).then_some(labels);
+        assert_eq!(labels.0 == IGNORE, labels.1 == IGNORE);
+        let tok = match batch.kinds[i] {
+            token_kind::OPEN | token_kind::CLOSE => {
+                assert!(feat.iter().all(|&x| x == 0.0), "marker features are zero");
+                assert_eq!(label, None, "markers carry no labels");
+                if batch.kinds[i] == token_kind::OPEN {
+                    DTok::Open
+                } else {
+                    DTok::Close
+                }
+            }
+            token_kind::TRANSITION => {
+                // s_g = (g, h) sits in the last OBS features.
+                let g = feat[fd - 2] as usize;
+                let h = feat[fd - 1] as i32;
+                let mut want = vec![0.0; fd];
+                let (sp, snp) = ([g as i32 - 1, h], [g as i32, h]);
+                let prev = (g > history_start(regions, g)).then(|| PrevTransition {
+                    s: &sp,
+                    a: (g - 1) % ACTIONS,
+                    r: ((g - 1) % 3) as f32,
+                    s_next: &snp,
+                    done: (g - 1) % 4 == 3,
+                });
+                dense_features(prev, &[g as i32, h], ACTIONS, &mut want);
+                assert_eq!(feat, &want[..], "features of the token of step {g}");
+                DTok::Step(g)
+            }
+            k => panic!("kind {k} in a dense row"),
+        };
+        out.push((tok, label));
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn compressed_dense_samples_follow_design((interval, layout) in arb_case()) {
+        let c = Arc::new(corpus(&layout, interval));
+        let regions = flat_regions(&layout);
+        let ds = Dataset::new(c.clone(), Box::new(CompressedDense));
+        prop_assert_eq!(ds.n_samples(), regions.len());
+        prop_assert_eq!(ds.feat_dim(), dense_feature_dim(OBS, ACTIONS));
+        let mut supervised = Vec::new();
+        let mut r = 0;
+        for batch in sequential_batches(&ds, 3) {
+            for b in 0..batch.batch {
+                let row = decode_dense(&batch, b, &regions);
+                let toks: Vec<DTok> = row.iter().map(|t| t.0).collect();
+                let want = expect_compressed_dense(&regions, r);
+                prop_assert_eq!(&toks, &want);
+                prop_assert_eq!(batch.lengths[b], ds.sample_len(r));
+                prop_assert!(toks.len() <= 2 * interval + 3);
+                prop_assert!(toks.len() <= ds.max_len());
+                // C is what follows the last <c>; exactly its tokens are supervised.
+                let c_from = toks.iter().rposition(|&t| t == DTok::Open).unwrap() + 1;
+                for (j, &(tok, label)) in row.iter().enumerate() {
+                    prop_assert_eq!(label.is_some(), j >= c_from, "position {}", j);
+                    let Some((a, ty)) = label else { continue };
+                    let DTok::Step(g) = tok else { unreachable!() };
+                    prop_assert_eq!(a, (g % ACTIONS) as i32);
+                    prop_assert_eq!(ty, expect_type(&regions, g));
+                    // Its causal context is [<c> P </c>] <c> C[..j]: the evaluation context.
+                    prop_assert_eq!(&toks[..=j], &want[..=j]);
+                    // Every token it attends to is of a step ≤ g, so holds actions < g only.
+                    for t in &toks[..=j] {
+                        if let DTok::Step(g2) = *t { prop_assert!(g2 <= g); }
+                    }
+                    supervised.push(g);
+                }
+                r += 1;
+            }
+        }
+        prop_assert_eq!(r, regions.len());
+        supervised.sort_unstable();
+        prop_assert_eq!(supervised, (0..c.histories.n_transitions()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn window_dense_samples_follow_design(
+        (interval, layout) in arb_case(),
+        n_transit in 1usize..14,
+    ) {
+        let c = Arc::new(corpus(&layout, interval));
+        let regions = flat_regions(&layout);
+        let ds = Dataset::new(c.clone(), Box::new(WindowDense::new(n_transit)));
+        let want = expect_window_dense_chunks(&regions, n_transit);
+        prop_assert_eq!(ds.n_samples(), want.len());
+        prop_assert_eq!(ds.max_len(), n_transit);
+        let mut supervised = Vec::new();
+        let mut i = 0;
+        for batch in sequential_batches(&ds, 4) {
+            for b in 0..batch.batch {
+                let row = decode_dense(&batch, b, &regions);
+                let toks: Vec<DTok> = row.iter().map(|t| t.0).collect();
+                prop_assert!(!toks.iter().any(|t| matches!(t, DTok::Open | DTok::Close)));
+                prop_assert!(toks.len() <= n_transit);
+                prop_assert_eq!(&toks, &want[i]);
+                prop_assert_eq!(batch.lengths[b], ds.sample_len(i));
+                for &(tok, label) in &row {
+                    let (DTok::Step(g), Some((a, ty))) = (tok, label) else {
+                        panic!("unsupervised {tok:?} in a window-dense row");
+                    };
+                    prop_assert_eq!(a, (g % ACTIONS) as i32);
+                    prop_assert_eq!(ty, expect_type(&regions, g));
+                    supervised.push(g);
+                }
+                i += 1;
+            }
+        }
+        supervised.sort_unstable();
+        prop_assert_eq!(supervised, (0..c.histories.n_transitions()).collect::<Vec<_>>());
+    }
 
     #[test]
     fn region_index_matches_layout((interval, layout) in arb_case()) {
