@@ -1,5 +1,6 @@
-//! Batches per second of the dataset pipeline, both context modes, with and without length
-//! bucketing, on a history file or a synthetic one of a chosen size.
+//! Batches and labels per second of the dataset pipeline, both objectives (query, dense) ×
+//! both context modes, with and without length bucketing, at the same batch size (sequences),
+//! on a history file or a synthetic one of a chosen size.
 //!
 //! `cargo run --release -p dataset --bin dataset_bench -- --tasks 81 --streams 100 --steps 1040`
 
@@ -16,7 +17,7 @@ use dataset::synthetic::{SyntheticSpec, write_synthetic};
 use dataset::{Corpus, Dataset, Histories, Prefetcher, Sampler, layout_for, padding_fraction};
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark batch assembly (batches/s) for both context modes")]
+#[command(about = "Benchmark batch assembly (batches/s, labels/s) for both objectives and modes")]
 struct Args {
     #[command(flatten)]
     config: ConfigArgs,
@@ -43,7 +44,6 @@ fn main() -> ExitCode {
     run_main(|| -> Result<(), Box<dyn std::error::Error>> {
         let args = Args::parse();
         let mut cfg = args.config.load()?;
-        cfg.model.objective = Objective::Query;
         let tmp;
         let path = match &args.dataset {
             Some(p) => p.clone(),
@@ -79,7 +79,11 @@ fn main() -> ExitCode {
             rayon::current_num_threads(),
             args.batch
         );
-        for mode in [ContextMode::Compressed, ContextMode::Window] {
+        let runs = [Objective::Query, Objective::Dense]
+            .into_iter()
+            .flat_map(|o| [ContextMode::Compressed, ContextMode::Window].map(|m| (o, m)));
+        for (objective, mode) in runs {
+            cfg.model.objective = objective;
             cfg.dataset.context = mode;
             let ds = Arc::new(Dataset::new(corpus.clone(), layout_for(&cfg)?));
             for bucket in [false, true] {
@@ -90,11 +94,12 @@ fn main() -> ExitCode {
                 let mut s = Sampler::new(ds.clone(), args.batch, 0, bucket);
                 let _ = s.next_batch(); // its first pass order, untimed
                 let t = Instant::now();
-                let (mut pad, mut len) = (0.0, 0usize);
+                let (mut pad, mut len, mut labels) = (0.0, 0usize, 0usize);
                 for _ in 0..args.batches {
                     let b = s.next_batch();
                     pad += padding_fraction(&b);
                     len += b.seq_len;
+                    labels += b.n_labels();
                     std::hint::black_box(&b);
                 }
                 let direct = args.batches as f64 / t.elapsed().as_secs_f64();
@@ -108,18 +113,20 @@ fn main() -> ExitCode {
                     std::hint::black_box(p.next_batch());
                 }
                 let pre = args.batches as f64 / t.elapsed().as_secs_f64();
+                let per_batch = labels as f64 / args.batches as f64;
                 println!(
-                    "{:<10} bucket={:<5} max_len {:>3}  mean seq_len {:>6.1}  padding {:>5.1}%  {:>7.1} batches/s ({:>8.0} samples/s), through prefetcher {:>7.1} batches/s; pass order {:.2} s per {} batches",
+                    "{:<16} bucket={:<5} max_len {:>3}  mean seq_len {:>6.1}  padding {:>5.1}%  {:>8.1} labels/batch  {:>7.1} batches/s ({:>9.0} labels/s), through prefetcher {:>7.1} batches/s; pass order {:.2} s per {} batches",
                     ds.layout().name(),
                     bucket,
                     ds.max_len(),
                     len as f64 / args.batches as f64,
                     100.0 * pad / args.batches as f64,
+                    per_batch,
                     direct,
-                    direct * args.batch as f64,
+                    direct * per_batch,
                     pre,
                     order_s,
-                    ds.n_samples() / args.batch
+                    ds.n_samples().div_ceil(args.batch)
                 );
             }
         }
