@@ -28,8 +28,11 @@ pub struct AdModelConfig {
     pub n_layers: usize,
     pub n_heads: usize,
     pub d_ff: usize,
-    /// Dropout on the embeddings, the attention weights and both residual branches.
+    /// Dropout on the embeddings and on both residual branches of every block.
     pub dropout: f64,
+    /// Dropout on the attention weights (`[B, H, L, L]`: most of dropout's random numbers,
+    /// see the README's bench). [`AdModelConfig::new`] sets it to `dropout`.
+    pub attention_dropout: f64,
     /// `loss = CE(action) + type_loss_weight · CE(token type)`.
     pub type_loss_weight: f64,
 }
@@ -53,6 +56,7 @@ impl AdModelConfig {
             n_heads: model.n_heads,
             d_ff: model.d_ff,
             dropout: model.dropout,
+            attention_dropout: model.dropout,
             type_loss_weight: model.type_loss_weight,
         }
     }
@@ -144,6 +148,7 @@ mod tests {
             (10, 81, 5, 163)
         );
         assert_eq!(c.type_loss_weight, 0.1);
+        assert_eq!((c.dropout, c.attention_dropout), (0.1, 0.1));
         assert!(c.validate().is_ok());
     }
 

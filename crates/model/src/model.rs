@@ -40,7 +40,7 @@ impl Attention {
         Self {
             qkv: LinearConfig::new(c.d_model, 3 * c.d_model).init(device),
             out: LinearConfig::new(c.d_model, c.d_model).init(device),
-            attn_dropout: DropoutConfig::new(c.dropout).init(),
+            attn_dropout: DropoutConfig::new(c.attention_dropout).init(),
             resid_dropout: DropoutConfig::new(c.dropout).init(),
             n_heads: c.n_heads,
         }

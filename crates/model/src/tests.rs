@@ -21,6 +21,7 @@ fn config() -> AdModelConfig {
         n_heads: 2,
         d_ff: 32,
         dropout: 0.1,
+        attention_dropout: 0.1,
         type_loss_weight: 0.1,
     }
 }

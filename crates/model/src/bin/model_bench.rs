@@ -26,6 +26,12 @@ struct Args {
     /// Rows of the cached-inference timing.
     #[arg(long, default_value_t = 8)]
     rows: usize,
+    /// Override the config's dropout (0 shows what the random masks cost).
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Override the attention-weight dropout (default: the same as dropout).
+    #[arg(long)]
+    attention_dropout: Option<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,24 +43,32 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) {
-    let config = AdModelConfig::new(
-        &ccad_core::config::ModelConfig::default(),
+    let mut model_config = ccad_core::config::ModelConfig::default();
+    if let Some(p) = args.dropout {
+        model_config.dropout = p;
+    }
+    let mut config = AdModelConfig::new(
+        &model_config,
         ccad_core::tokens::transition_feature_dim(2, 5),
         81,
         5,
         args.seq_len,
     );
+    if let Some(p) = args.attention_dropout {
+        config.attention_dropout = p;
+    }
     let device = ccad_core::backend::autodiff_device();
     ccad_core::backend::seed_device(&device, 0);
     let mut model = config.init(&device);
     println!(
-        "backend {}  d_model {} layers {} heads {} d_ff {} dropout {}  parameters {}",
+        "backend {}  d_model {} layers {} heads {} d_ff {} dropout {} attention_dropout {}  parameters {}",
         ccad_core::backend::backend_name(),
         config.d_model,
         config.n_layers,
         config.n_heads,
         config.d_ff,
         config.dropout,
+        config.attention_dropout,
         model.num_params()
     );
     let mut rng = ChaCha8Rng::seed_from_u64(0);
