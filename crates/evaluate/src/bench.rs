@@ -3,7 +3,8 @@
 //! reference's way), for a freshly initialised model of the default
 //! shape on Dark Room. Two phases of one rollout (compressed context, interval `I`):
 //!
-//! - `short`: the first episode (steps `0..horizon`): contexts of 2 to `horizon + 1` tokens;
+//! - `short`: the first two episodes (steps `0..2·horizon`): contexts of 2 to `2·horizon + 1`
+//!   tokens;
 //! - `full`: one whole region cycle in the steady state (steps `2I..3I`): contexts grow from
 //!   `I + 4` to `2I + 3` tokens, and every row is rebuilt once (a region dropped).
 //!
@@ -52,7 +53,10 @@ pub fn bench(n_envs: usize, interval: usize, device: &Device, seed: u64) -> Vec<
     let model = config.init(device).valid();
     let tasks: Vec<usize> = (0..n_envs).map(|i| i % env.n_tasks()).collect();
     let horizon = env.horizon();
-    let phases = [("short", 0, horizon), ("full", 2 * interval, 3 * interval)];
+    let phases = [
+        ("short", 0, 2 * horizon),
+        ("full", 2 * interval, 3 * interval),
+    ];
     let mut rows = Vec::new();
     for inference in [Inference::Native, Inference::Cached, Inference::Full] {
         let spec = RolloutSpec {
@@ -63,6 +67,12 @@ pub fn bench(n_envs: usize, interval: usize, device: &Device, seed: u64) -> Vec<
             context,
             inference,
         };
+        // Warm-up: thread pools, allocator, caches.
+        let mut warm = Rollout::new(&model, env.as_ref(), spec.clone(), device);
+        for _ in 0..horizon {
+            warm.step();
+        }
+        drop(warm);
         let mut r = Rollout::new(&model, env.as_ref(), spec, device);
         for (phase, start, end) in phases {
             while r.stats().steps < start {
