@@ -264,7 +264,8 @@ pub struct CollectOptions {
     /// Replace an existing file.
     pub force: bool,
     pub engine: EngineKind,
-    /// TensorBoard folder; `None` = `runs/collect-<dataset>`.
+    /// TensorBoard folder; `None` = `runs/collect-<dataset>` (`<dataset>`: the output file's
+    /// stem with `--out`, else `collect.dataset`).
     pub log_dir: Option<PathBuf>,
     /// No progress bar (tests).
     pub quiet: bool,
@@ -296,10 +297,17 @@ pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
     let mut tasks: Vec<usize> = train.iter().chain(&test).copied().collect();
     tasks.sort_unstable();
 
+    // Logs follow the dataset's name: `--out x/foo.hdf5` logs to runs/collect-foo.
+    let name = opts
+        .out
+        .as_ref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| cfg.collect.dataset.clone());
     let log_dir = opts
         .log_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("collect-{}", cfg.collect.dataset)));
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("collect-{name}")));
     let mut log = RunLog::create(&log_dir)?;
     let per_rollout = cfg.ppo.n_steps * cfg.ppo.n_streams;
     let total = (n_rollouts(cfg) * per_rollout * tasks.len()) as u64;

@@ -38,6 +38,11 @@ fn main() -> ExitCode {
                 engine_name(args.engine),
                 report.speed_line()
             );
+            println!(
+                "return / optimal: first region {:.1}%, last region {:.1}% (mean over tasks)",
+                100.0 * report.first_mean(),
+                100.0 * report.last_mean()
+            );
             return Ok(());
         }
         let opts = CollectOptions {

@@ -109,9 +109,9 @@ impl fmt::Display for Report {
                 .map(|r| {
                     let p: Vec<String> = r.params.iter().map(i32::to_string).collect();
                     format!(
-                        "{:>3} ({:>5}) {:>4.0}% → {:>4.0}%",
+                        "{:>3} {:<7} {:>3.0}% → {:>3.0}%",
                         r.task,
-                        p.join(","),
+                        format!("({})", p.join(",")),
                         100.0 * r.first,
                         100.0 * r.last
                     )
