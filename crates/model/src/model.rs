@@ -233,6 +233,10 @@ impl TokenTensors {
                 .all(|&s| (0..n_states).contains(&s)),
             "TokenBatch.state_index outside [0, {n_states})"
         );
+        assert!(
+            batch.kinds.iter().all(|&k| k <= token_kind::QUERY),
+            "TokenBatch.kinds holds a value that is not a token_kind"
+        );
         let kinds: Vec<i32> = batch.kinds.iter().map(|&k| k as i32).collect();
         Self {
             features: Tensor::from_data(TensorData::new(batch.features.clone(), [b, l, f]), device),

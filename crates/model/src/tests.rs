@@ -488,7 +488,10 @@ fn loading_into_another_shape_is_a_one_line_error() {
     .init(&device);
     let err = wider.load_weights(&weights).unwrap_err().to_string();
     assert!(
-        err.contains("model.safetensors") && err.contains("shape"),
+        // d_model 16 saved, 32 expected: the transition Linear's weight is [feat_dim, d_model].
+        err.contains(
+            "model.safetensors: transition.weight: shape [10, 16] in the file, the model has [10, 32]"
+        ),
         "{err}"
     );
     assert!(!err.contains('\n'), "{err}");
@@ -519,4 +522,16 @@ fn loading_into_another_shape_is_a_one_line_error() {
         err.contains("model.safetensors") && !err.contains('\n'),
         "{err}"
     );
+}
+
+#[test]
+fn parameter_count_of_the_default_model() {
+    // Dark Room, I = 80: feat 10, 81 states, 5 actions, max_len 163, d 64, 4 layers, ff 256.
+    // Embeddings: transition 10·64+64 = 704, query 81·64 = 5184, <c> </c> 2·64 = 128,
+    //   type 3·64 = 192, position 163·64 = 10432.
+    // Block: 2 norms 4·64 = 256, qkv 64·192+192 = 12480, out 64·64+64 = 4160,
+    //   fc_in 64·256+256 = 16640, fc_out 256·64+64 = 16448 → 49984; × 4 = 199936.
+    // Final norm 128, heads 64·5+5 = 325 and 64·3+3 = 195. Total 217224.
+    let c = AdModelConfig::new(&ccad_core::config::ModelConfig::default(), 10, 81, 5, 163);
+    assert_eq!(c.init(&backend::device()).num_params(), 217_224);
 }
