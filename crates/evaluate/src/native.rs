@@ -20,6 +20,12 @@ use ccad_core::tokens::{token_kind, token_type, type_of_kind};
 use model::{AdModel, Token};
 use rayon::prelude::*;
 
+/// Fewer tokens than this in one update run on the calling thread: an ordinary step (two
+/// tokens per row, about 50 µs each) is too short to gain from waking other threads, and on a
+/// busy machine waiting for them costs more than it saves. Rebuilds and large batches go
+/// parallel.
+const PARALLEL_TOKENS: usize = 32;
+
 /// `burn::nn::LayerNorm`'s default epsilon, which the model uses.
 const LN_EPS: f32 = 1e-5;
 
@@ -212,27 +218,36 @@ impl NativeCache {
     }
 
     /// For each row given `Some((keep, tokens))`: forget all but its first `keep` tokens, then
-    /// append `tokens` (at least one). Rows run in parallel. Afterwards [`Self::logits`] of
+    /// append `tokens` (at least one). Rows run in parallel when there is enough work. Afterwards [`Self::logits`] of
     /// those rows are the logits at their last token.
     ///
     /// # Panics
     /// If a row would exceed the model's `max_len`, or a token does not fit the model.
     pub fn update(&mut self, m: &NativeModel, work: &[Option<(usize, &[Token])>]) {
         assert_eq!(work.len(), self.rows.len(), "one entry per row");
-        self.rows
-            .par_iter_mut()
-            .zip(work.par_iter())
-            .with_max_len(1)
-            .for_each(|(row, w)| {
-                if let Some((keep, tokens)) = w {
-                    assert!(*keep <= row.len, "keep {keep} of {} tokens", row.len);
-                    assert!(!tokens.is_empty(), "nothing to append");
-                    row.len = *keep;
-                    for (i, t) in tokens.iter().enumerate() {
-                        row.append(m, t, i + 1 == tokens.len());
-                    }
+        let run = |row: &mut Row, w: &Option<(usize, &[Token])>| {
+            if let Some((keep, tokens)) = w {
+                assert!(*keep <= row.len, "keep {keep} of {} tokens", row.len);
+                assert!(!tokens.is_empty(), "nothing to append");
+                row.len = *keep;
+                for (i, t) in tokens.iter().enumerate() {
+                    row.append(m, t, i + 1 == tokens.len());
                 }
-            });
+            }
+        };
+        let tokens: usize = work.iter().flatten().map(|(_, t)| t.len()).sum();
+        if tokens >= PARALLEL_TOKENS {
+            self.rows
+                .par_iter_mut()
+                .zip(work.par_iter())
+                .with_max_len(1)
+                .for_each(|(row, w)| run(row, w));
+        } else {
+            self.rows
+                .iter_mut()
+                .zip(work)
+                .for_each(|(row, w)| run(row, w));
+        }
     }
 
     /// `(action, token_type)` logits at a row's last appended token.

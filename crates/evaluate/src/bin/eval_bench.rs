@@ -14,6 +14,9 @@ struct Args {
     /// Compress interval I (contexts up to 2I + 3 tokens).
     #[arg(long, default_value_t = 80)]
     interval: usize,
+    /// Rollouts per engine; the fastest is reported per phase.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -23,13 +26,15 @@ fn main() -> std::process::ExitCode {
     ccad_core::cli::run_main(|| {
         let device = ccad_core::backend::device();
         println!(
-            "backend {}  {} envs  compressed context, I = {} (max {} tokens)  default model",
+            "backend {}  {} envs  compressed context, I = {} (max {} tokens)  default model  best of {}  {} rayon threads",
             ccad_core::backend::backend_name(),
             args.envs,
             args.interval,
-            2 * args.interval + 3
+            2 * args.interval + 3,
+            args.repeats,
+            rayon::current_num_threads()
         );
-        let rows = bench(args.envs, args.interval, &device, args.seed);
+        let rows = bench(args.envs, args.interval, args.repeats, &device, args.seed);
         println!(
             "{:<8} {:<6} {:>6} {:>10} {:>14}",
             "engine", "phase", "steps", "tokens", "env-steps/s"
