@@ -15,7 +15,7 @@ use dataset::{Dataset, Prefetcher, Sampler};
 use model::AdModelConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{current_memory_mib, peak_memory_mib};
+use crate::stats::{current_memory_mib, peak_memory_mib, process_cpu_seconds};
 use crate::trainer::Learner;
 
 /// Marks the child's result line on stdout.
@@ -31,6 +31,9 @@ pub struct BenchResult {
     pub steps: usize,
     pub seconds_per_step: f64,
     pub samples_per_sec: f64,
+    /// Process CPU time (all threads) per timed step: wall time inflated by other jobs on a
+    /// shared machine does not show here.
+    pub cpu_seconds_per_step: f64,
     /// Mean real tokens per sample and mean padded sequence length of the timed batches.
     pub mean_tokens: f64,
     pub mean_padded_len: f64,
@@ -70,7 +73,11 @@ pub fn bench_setting(
     let mut batches = Prefetcher::spawn(sampler, cfg.dataset.prefetch);
     let base = current_memory_mib().unwrap_or(0.0);
     let (mut seconds, mut tokens, mut padded) = (0.0, 0usize, 0usize);
+    let mut cpu_start = 0.0;
     for step in 0..warmup + steps {
+        if step == warmup {
+            cpu_start = process_cpu_seconds().unwrap_or(0.0);
+        }
         ccad_core::tb::check_interrupt()?;
         let started = Instant::now();
         let batch = batches.next_batch();
@@ -88,6 +95,7 @@ pub fn bench_setting(
             padded += batch.batch * batch.seq_len;
         }
     }
+    let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu_start;
     let n = steps.max(1) as f64;
     let samples = n * t.batch_size as f64;
     Ok(BenchResult {
@@ -97,6 +105,7 @@ pub fn bench_setting(
         steps,
         seconds_per_step: seconds / n,
         samples_per_sec: samples / seconds.max(1e-9),
+        cpu_seconds_per_step: cpu / n,
         mean_tokens: tokens as f64 / samples,
         mean_padded_len: padded as f64 / samples,
         max_context_tokens: ds.max_len(),
@@ -171,7 +180,7 @@ pub fn run_all(
 /// One table row.
 pub fn format_row(r: &BenchResult) -> String {
     format!(
-        "{:<8} {:<10} {:>5} {:>9.1} {:>9.1} {:>8.3} {:>10.1} {:>9.0} {:>9.0}",
+        "{:<8} {:<10} {:>5} {:>9.1} {:>9.1} {:>8.3} {:>10.1} {:>10.3} {:>9.0} {:>9.0}",
         r.backend,
         r.context,
         r.batch_size,
@@ -179,10 +188,10 @@ pub fn format_row(r: &BenchResult) -> String {
         r.mean_padded_len,
         r.seconds_per_step,
         r.samples_per_sec,
+        r.cpu_seconds_per_step,
         r.peak_memory_mib,
         r.base_memory_mib
     )
 }
 
-pub const TABLE_HEADER: &str =
-    "backend  context    batch    tokens    padded   s/step  samples/s  peak MiB  base MiB";
+pub const TABLE_HEADER: &str = "backend  context    batch    tokens    padded   s/step  samples/s  cpu s/step  peak MiB  base MiB";

@@ -49,6 +49,25 @@ pub fn current_memory_mib() -> Option<f64> {
     proc_status_kib("VmRSS").map(|k| k as f64 / 1024.0)
 }
 
+/// CPU time (user + system, all threads) this process has used, seconds: the cost of work on
+/// a machine shared with other jobs, where wall time also counts the waiting.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat_cpu_ticks(&text).map(|t| t as f64 / CLOCK_TICKS_PER_SEC)
+}
+
+/// `USER_HZ`, 100 on every Linux architecture ccad runs on.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
+/// may hold spaces, so fields are counted after its closing parenthesis.
+fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): field n is f[n - 3].
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 fn proc_status_kib(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;
     parse_status_kib(&text, key)
@@ -72,7 +91,11 @@ mod tests {
         assert_eq!(parse_status_kib(text, "VmHWM"), Some(2048));
         assert_eq!(parse_status_kib(text, "VmRSS"), Some(1024));
         assert_eq!(parse_status_kib(text, "VmSwap"), None);
+        // Fields 14/15 = utime 250 and stime 50 ticks; the name holds a space and a ')'.
+        let stat = "42 (my (odd) exe) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(300));
         if cfg!(target_os = "linux") {
+            assert!(process_cpu_seconds().is_some());
             assert!(peak_memory_mib().unwrap() > 0.0);
         }
     }

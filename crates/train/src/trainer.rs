@@ -261,11 +261,10 @@ pub fn train_at(
         }
     };
     let run = RunDir::new(run_dir);
-    if opts.fresh {
-        run.clear()?;
-    }
-    for notice in run.check_config(cfg)? {
-        say(&notice);
+    if !opts.fresh {
+        for notice in run.check_config(cfg)? {
+            say(&notice);
+        }
     }
 
     // Data first: a bad dataset is refused before anything in the run folder changes.
@@ -290,6 +289,9 @@ pub fn train_at(
         train_ds.max_len(),
     );
 
+    if opts.fresh {
+        run.clear()?;
+    }
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     run.remove_partial_checkpoints()?;
     run.write_config(cfg)?;
@@ -394,7 +396,8 @@ pub fn train_at(
         }
         if ccad_core::tb::interrupted() {
             if step > last_ckpt_step {
-                save(&learner, step, samples_seen, train_seconds, last_lr)?;
+                let dir = save(&learner, step, samples_seen, train_seconds, last_lr)?;
+                say(&format!("interrupted: checkpoint {}", dir.display()));
             }
             log.flush();
             pb.abandon();
