@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ccad_core::config::{Boundary, EnvConfig, ModelConfig};
+use ccad_core::config::{Boundary, EnvConfig, ModelConfig, Objective};
 use ccad_core::env::make_env;
 use ccad_core::tokens::transition_feature_dim;
 use model::AdModelConfig;
@@ -73,6 +73,7 @@ pub fn bench(
             episodes: usize::MAX,
             sampling: Sampling::Temperature(1.0),
             context,
+            objective: Objective::Query,
             inference,
         };
         // Warm-up: thread pools, allocator, caches.

@@ -3,7 +3,9 @@
 //!
 //! - [`context`]: [`RollingContext`], one environment's context as plain data (compressed:
 //!   previous + current region with markers, at most `2I + 3` tokens; window: the last
-//!   `n_transit - 1` transitions), and what each step did to it ([`Change`]).
+//!   `n_transit - 1` transitions), and what each step did to it ([`Change`]); in the query
+//!   layout or the dense one (DESIGN §5a, `model.objective = "dense"`: one token per step,
+//!   the last token is the query).
 //! - [`rollout`]: [`rollout`]`(model, env, spec, device, on_episode)`: all (task × seed)
 //!   environments in one batch, one model call per step over the model's key/value cache
 //!   ([`Inference::Cached`]), a plain-Rust CPU copy of it ([`Inference::Native`], [`native`]),
@@ -31,7 +33,7 @@ pub mod rollout;
 pub mod run;
 pub mod summary;
 
-pub use context::{Change, ContextSpec, RollingContext};
+pub use context::{Change, ContextSpec, RollingContext, dense_token};
 pub use rollout::{
     Inference, Rollout, RolloutResult, RolloutSpec, RolloutStats, Sampling, check_model, rollout,
 };
@@ -42,8 +44,8 @@ use ccad_core::Config;
 use model::AdModel;
 
 /// Mean return per episode index (episode 0 first) of `model` on `tasks`, each with
-/// `cfg.eval.seeds` seeds, for `episodes` episodes, with the config's context, sampling and
-/// boundary. `model` must be in inference mode (`model.valid()`) on `device`, and fit the
+/// `cfg.eval.seeds` seeds, for `episodes` episodes, with the config's context, token layout
+/// (`model.objective`), sampling and boundary. `model` must be in inference mode (`model.valid()`) on `device`, and fit the
 /// config's environment ([`check_model`]; panics otherwise).
 pub fn in_context_curve(
     model: &AdModel,
@@ -53,7 +55,7 @@ pub fn in_context_curve(
     device: &Device,
 ) -> ccad_core::Result<Vec<f64>> {
     let env = ccad_core::env::make_env(&cfg.env);
-    let mut spec = RolloutSpec::new(tasks, &cfg.eval, ContextSpec::from_config(cfg));
+    let mut spec = RolloutSpec::from_config(tasks, cfg);
     spec.episodes = episodes;
     let result = rollout(model, env.as_ref(), spec, device, |_| {})?;
     Ok(result.mean_curve())

@@ -7,16 +7,20 @@
 //! a row whose context shifted (a region dropped) is rebuilt once. [`Inference::Full`]
 //! re-runs every context from scratch each step, the reference's way, kept to check the cache
 //! and to measure what it saves.
+//!
+//! The token layout follows `spec.objective`: the query objective appends `q(s_t)` after the
+//! context and reads the action there; the dense objective (DESIGN §5a) appends one dense
+//! token per step, and the context's last token is where the action is read.
 
 use burn::tensor::Device;
-use ccad_core::config::EvalConfig;
+use ccad_core::config::{Config, EvalConfig, Objective};
 use ccad_core::env::{Environment, VecEnv};
 use ccad_core::seed::{Rng, rng};
-use ccad_core::tokens::{token_type, transition_feature_dim};
+use ccad_core::tokens::{PrevTransition, dense_feature_dim, token_type, transition_feature_dim};
 use model::{AdModel, AdModelConfig, KvCache, Token, batch_from_tokens};
 use rand::Rng as _;
 
-use crate::context::{Change, ContextSpec, RollingContext};
+use crate::context::{Change, ContextSpec, RollingContext, dense_token};
 use crate::native::{NativeCache, NativeModel};
 
 /// How an action is chosen from the action logits.
@@ -73,13 +77,15 @@ pub struct RolloutSpec {
     pub episodes: usize,
     pub sampling: Sampling,
     pub context: ContextSpec,
+    /// Token layout the model was trained with (`model.objective`).
+    pub objective: Objective,
     pub inference: Inference,
 }
 
 impl RolloutSpec {
     /// `tasks × eval.seeds` environments, task-major (task 0 seed 0, task 0 seed 1, …); seed `k`
     /// of a task is `eval.seed + k`. Episodes, sampling from `eval`; a cache
-    /// ([`Inference::for_backend`]).
+    /// ([`Inference::for_backend`]); the query objective's layout.
     pub fn new(tasks: &[usize], eval: &EvalConfig, context: ContextSpec) -> Self {
         let mut env_tasks = Vec::with_capacity(tasks.len() * eval.seeds);
         let mut seeds = Vec::with_capacity(tasks.len() * eval.seeds);
@@ -95,7 +101,17 @@ impl RolloutSpec {
             episodes: eval.episodes,
             sampling: Sampling::from_config(eval),
             context,
+            objective: Objective::Query,
             inference: Inference::for_backend(),
+        }
+    }
+
+    /// [`Self::new`] with the context ([`ContextSpec::from_config`]) and token layout
+    /// (`model.objective`) the config trained with.
+    pub fn from_config(tasks: &[usize], cfg: &Config) -> Self {
+        Self {
+            objective: cfg.model.objective,
+            ..Self::new(tasks, &cfg.eval, ContextSpec::from_config(cfg))
         }
     }
 
@@ -152,11 +168,13 @@ impl RolloutResult {
     }
 }
 
-/// Whether `model` can act in `env` with `context`. Error: (field of the model config, message).
+/// Whether `model` can act in `env` with `context` and the token layout of `objective`.
+/// Error: (field of the model config, message).
 pub fn check_model(
     model: &AdModelConfig,
     env: &dyn Environment,
     context: &ContextSpec,
+    objective: Objective,
 ) -> Result<(), (&'static str, String)> {
     if model.n_actions != env.n_actions() {
         return Err((
@@ -180,12 +198,21 @@ pub fn check_model(
             ),
         ));
     }
-    let feat = transition_feature_dim(env.obs_dim(), env.n_actions());
+    let (feat, what) = match objective {
+        Objective::Query => (
+            transition_feature_dim(env.obs_dim(), env.n_actions()),
+            "transitions",
+        ),
+        Objective::Dense => (
+            dense_feature_dim(env.obs_dim(), env.n_actions()),
+            "dense tokens",
+        ),
+    };
     if model.feat_dim != feat {
         return Err((
             "feat_dim",
             format!(
-                "is {}, {} transitions have {feat} features",
+                "is {}, {} {what} have {feat} features",
                 model.feat_dim,
                 env.name()
             ),
@@ -250,7 +277,7 @@ impl<'a> Rollout<'a> {
         spec: RolloutSpec,
         device: &Device,
     ) -> Self {
-        if let Err((field, msg)) = check_model(model.config(), env, &spec.context) {
+        if let Err((field, msg)) = check_model(model.config(), env, &spec.context, spec.objective) {
             panic!("model {field} {msg}");
         }
         let n = spec.n_envs();
@@ -286,7 +313,7 @@ impl<'a> Rollout<'a> {
             model,
             env,
             device: device.clone(),
-            contexts: vec![RollingContext::new(spec.context); n],
+            contexts: vec![RollingContext::for_objective(spec.context, spec.objective); n],
             spec,
             envs,
             rngs,
@@ -304,6 +331,14 @@ impl<'a> Rollout<'a> {
             actions: vec![Vec::new(); n],
             stats: RolloutStats::default(),
         };
+        if r.spec.objective == Objective::Dense {
+            // Each environment's first token: no previous transition.
+            for i in 0..n {
+                let s = &r.obs[i * obs_dim..(i + 1) * obs_dim];
+                let token = dense_token(None, s, env.n_actions());
+                r.contexts[i].push(token, false);
+            }
+        }
         let changes = vec![Change::Shifted; n]; // prefill = rebuild every row
         r.read_logits(&changes);
         r.stats = RolloutStats::default();
@@ -362,13 +397,27 @@ impl<'a> Rollout<'a> {
                 }
                 self.episode_return[i] = 0.0;
             }
-            let transition = Token::transition(
+            let (s, s_next) = (
                 &self.prev_obs[i * d..(i + 1) * d],
-                actions[i],
-                self.rewards[i],
                 &self.next_obs[i * d..(i + 1) * d],
-                n_actions,
             );
+            let transition = match self.spec.objective {
+                Objective::Query => {
+                    Token::transition(s, actions[i], self.rewards[i], s_next, n_actions)
+                }
+                // After an episode end `obs` is already the reset state.
+                Objective::Dense => dense_token(
+                    Some(PrevTransition {
+                        s,
+                        a: actions[i],
+                        r: self.rewards[i],
+                        s_next,
+                        done: self.dones[i],
+                    }),
+                    &self.obs[i * d..(i + 1) * d],
+                    n_actions,
+                ),
+            };
             let before = self.contexts[i].regions_closed();
             changes.push(self.contexts[i].push(transition, close[i]));
             self.stats.regions_closed += self.contexts[i].regions_closed() - before;
@@ -377,17 +426,21 @@ impl<'a> Rollout<'a> {
         self.read_logits(&changes);
     }
 
-    /// The query token of environment `i`'s current observation.
-    fn query(&self, i: usize) -> Token {
+    /// The query token of environment `i`'s current observation; `None` in the dense layout,
+    /// whose context already ends with the token to act from.
+    fn query(&self, i: usize) -> Option<Token> {
         let d = self.obs_dim;
-        Token::Query(self.env.state_index(&self.obs[i * d..(i + 1) * d]))
+        (self.spec.objective == Objective::Query)
+            .then(|| Token::Query(self.env.state_index(&self.obs[i * d..(i + 1) * d])))
     }
 
     /// Bring the model's view up to date with the contexts (+ queries) and read the logits at
-    /// every query into `action_logits` / `type_logits`.
+    /// every row's last token into `action_logits` / `type_logits`.
     fn read_logits(&mut self, changes: &[Change]) {
         let n = self.n_envs();
-        let queries: Vec<Token> = (0..n).map(|i| self.query(i)).collect();
+        let queries: Vec<Option<Token>> = (0..n).map(|i| self.query(i)).collect();
+        // A cached row ends with last step's query, which the new tokens replace.
+        let stale = usize::from(self.spec.objective == Objective::Query);
         let model = self.model;
         let (a, t) = (model.config().n_actions, token_type::COUNT);
         self.action_logits.resize(n * a, 0.0);
@@ -399,7 +452,7 @@ impl<'a> Rollout<'a> {
                     .contexts
                     .iter()
                     .zip(queries)
-                    .map(|(c, q)| c.with_query(q))
+                    .map(|(c, q)| with_last(c, q.as_ref()))
                     .collect();
                 (self.action_logits, self.type_logits) = full_pass(model, &full, &self.device);
                 return;
@@ -417,10 +470,10 @@ impl<'a> Rollout<'a> {
                         }
                         // Drop the old query; append the new tokens.
                         Change::Appended(k) => {
-                            (cache.len(i) - 1, tokens[tokens.len() - k..].to_vec())
+                            (cache.len(i) - stale, tokens[tokens.len() - k..].to_vec())
                         }
                     };
-                    new.push(queries[i].clone());
+                    new.extend(queries[i].clone());
                     keep.push(k);
                     appended.push(new);
                 }
@@ -444,7 +497,7 @@ impl<'a> Rollout<'a> {
         if !rebuild.is_empty() {
             let ctx: Vec<Vec<Token>> = rebuild
                 .iter()
-                .map(|&i| self.contexts[i].with_query(queries[i].clone()))
+                .map(|&i| with_last(&self.contexts[i], queries[i].as_ref()))
                 .collect();
             let (la, lt) = cache.rebuild(model, &rebuild, &ctx).to_host();
             for (k, &i) in rebuild.iter().enumerate() {
@@ -462,7 +515,7 @@ impl<'a> Rollout<'a> {
                 Change::Appended(k) => {
                     let tokens = self.contexts[i].tokens();
                     let mut v = tokens[tokens.len() - k..].to_vec();
-                    v.push(queries[i].clone());
+                    v.extend(queries[i].clone());
                     v
                 }
             })
@@ -474,7 +527,7 @@ impl<'a> Rollout<'a> {
         for (i, p) in pending.iter().enumerate() {
             if !p.is_empty() {
                 let len = cache.len(i);
-                cache.truncate(i, len - 1);
+                cache.truncate(i, len - stale);
             }
         }
         let mut last = None;
@@ -534,6 +587,14 @@ pub fn rollout(
         }
     }
     Ok(r.finish())
+}
+
+/// What the model reads: the context, then the query if the layout has one.
+fn with_last(context: &RollingContext, query: Option<&Token>) -> Vec<Token> {
+    match query {
+        Some(q) => context.with_query(q.clone()),
+        None => context.tokens().to_vec(),
+    }
 }
 
 /// Logits at the last token of each context from one full causal pass.

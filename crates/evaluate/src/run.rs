@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ccad_core::config::{Boundary, Config, TaskSet};
+use ccad_core::config::{Boundary, Config, Objective, TaskSet};
 use ccad_core::env::{Environment, make_env, split_tasks};
 use ccad_core::history::{HistoryReader, attrs};
 use ccad_core::tb::RunLog;
@@ -148,7 +148,8 @@ pub fn check_checkpoint(
             ));
         }
     }
-    check_model(model, env, &ContextSpec::from_config(cfg)).map_err(|(field, msg)| {
+    let context = ContextSpec::from_config(cfg);
+    check_model(model, env, &context, cfg.model.objective).map_err(|(field, msg)| {
         Error::file(
             &file,
             field,
@@ -261,8 +262,8 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         ));
     }
 
-    let context = ContextSpec::from_config(&cfg);
-    let spec = RolloutSpec::new(&tasks, &cfg.eval, context);
+    let spec = RolloutSpec::from_config(&tasks, &cfg);
+    let context = spec.context;
     let bar = opts.progress.then(|| {
         let b = ccad_core::progress::bar(spec.episodes as u64, "evaluate", "episodes");
         b.set_message(format!("{} envs", spec.n_envs()));
@@ -284,6 +285,11 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         env: env.name().to_string(),
         task_set: task_set_name(cfg.eval.tasks).to_string(),
         context: context.name().to_string(),
+        objective: match cfg.model.objective {
+            Objective::Query => "query",
+            Objective::Dense => "dense",
+        }
+        .to_string(),
         compress_interval: cfg.compress_interval(),
         boundary: match cfg.eval.boundary {
             Boundary::Fixed => "fixed",

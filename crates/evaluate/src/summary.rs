@@ -22,6 +22,8 @@ pub struct EvalInfo {
     pub env: String,
     pub task_set: String,
     pub context: String,
+    /// Token layout: "query" or "dense" (`model.objective`).
+    pub objective: String,
     pub compress_interval: usize,
     pub boundary: String,
     pub greedy: bool,

@@ -2,7 +2,7 @@
 //! and the run-folder flow writes readable outputs and refuses bad input.
 
 use burn::module::Module;
-use ccad_core::config::{Boundary, Config, ModelConfig};
+use ccad_core::config::{Boundary, Config, ModelConfig, Objective};
 use ccad_core::env::{DarkRoom, Environment};
 use ccad_core::tokens::transition_feature_dim;
 use evaluate::run::{EvalOptions, evaluate_run};
@@ -43,6 +43,7 @@ fn run(
         episodes: 5,
         sampling,
         context,
+        objective: Objective::Query,
         inference,
     };
     rollout(model, env, spec, &ccad_core::backend::device(), |_| {}).unwrap()
@@ -148,6 +149,7 @@ fn contexts_stay_within_2i_plus_3_during_a_rollout() {
         episodes: 4,
         sampling: Sampling::Temperature(1.0),
         context,
+        objective: Objective::Query,
         inference: Inference::Cached,
     };
     let mut r = Rollout::new(&model, &env, spec, &ccad_core::backend::device());
