@@ -19,6 +19,10 @@ struct Args {
     /// Overwrite an existing output file.
     #[arg(long)]
     force: bool,
+    /// If the output file exists and was collected with this same config, keep it and exit
+    /// successfully (a file from another config is still an error without --force).
+    #[arg(long, conflicts_with = "force")]
+    keep_existing: bool,
     /// Measure speed only: train the learners, write nothing, report env-steps/s.
     #[arg(long)]
     bench: bool,
@@ -45,6 +49,20 @@ fn main() -> ExitCode {
             );
             return Ok(());
         }
+        let dest = args.out.clone().unwrap_or_else(|| cfg.dataset_path());
+        if args.keep_existing && dest.exists() {
+            let existing = ccad_core::history::HistoryReader::open(&dest)?;
+            if existing.meta.config == cfg.to_toml_string() {
+                println!("{} exists with this config; keeping it", dest.display());
+                return Ok(());
+            }
+            return Err(ccad_core::Error::file(
+                &dest,
+                "config",
+                "exists but was collected with another config; pass --force to overwrite it",
+            )
+            .into());
+        }
         let opts = CollectOptions {
             out: args.out.clone(),
             force: args.force,
@@ -52,7 +70,6 @@ fn main() -> ExitCode {
             ..Default::default()
         };
         let report = collect::collect(&cfg, &opts)?;
-        let dest = args.out.unwrap_or_else(|| cfg.dataset_path());
         println!("{report}");
         println!("wrote {}", dest.display());
         Ok(())
