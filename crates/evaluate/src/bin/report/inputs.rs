@@ -1,0 +1,246 @@
+//! One run folder's records, read and cross-checked:
+//!
+//! ```text
+//! runs/<run>/train_stats.json      what train measured (speed, memory, context length)
+//! runs/<run>/config.toml           the config the run trained with
+//! runs/<run>/eval/summary.json     the evaluation's setup and each environment's optimum
+//! runs/<run>/eval/eval_result.npy  float32 [n_envs, n_episodes] returns
+//! ```
+//!
+//! Every problem is one error naming the file and the field.
+
+use std::path::{Path, PathBuf};
+
+use ccad_core::config::{Config, ContextMode, Objective};
+use ccad_core::{Error, Result};
+use evaluate::run::{EVAL_DIR, RESULT_FILE, RUN_CONFIG, SUMMARY_FILE};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub const TRAIN_STATS_FILE: &str = "train_stats.json";
+
+/// The fields of train's `train_stats.json` a report shows (others are ignored).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrainStats {
+    pub backend: String,
+    pub context: String,
+    pub objective: String,
+    pub max_context_tokens: usize,
+    pub batch_size: usize,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    pub samples_per_sec: f64,
+    pub seconds_per_step: f64,
+    /// 0 where the training machine could not tell.
+    pub peak_memory_mib: f64,
+    pub n_params: usize,
+}
+
+/// The fields of evaluate's `summary.json` a report needs.
+#[derive(Debug, Clone, Deserialize)]
+struct SummaryFile {
+    info: SummaryInfo,
+    n_envs: usize,
+    n_episodes: usize,
+    envs: Vec<SummaryEnv>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct SummaryInfo {
+    context: String,
+    task_set: String,
+    /// Absent in summaries written before the dense objective existed.
+    #[serde(default)]
+    objective: Option<String>,
+    #[serde(default)]
+    checkpoint_step: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct SummaryEnv {
+    optimal_return: f32,
+}
+
+/// A run's evaluation: returns of `n_envs` (task × seed) environments over `n_episodes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRecord {
+    /// "test" (held-out), "train" or "all".
+    pub task_set: String,
+    pub checkpoint_step: Option<u64>,
+    pub n_envs: usize,
+    pub n_episodes: usize,
+    /// Per environment.
+    pub optimal: Vec<f32>,
+    /// Row-major `[n_envs, n_episodes]`.
+    pub returns: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub dir: PathBuf,
+    /// The folder's name.
+    pub name: String,
+    pub stats: TrainStats,
+    pub config: Config,
+    pub eval: EvalRecord,
+}
+
+fn context_name(c: ContextMode) -> &'static str {
+    match c {
+        ContextMode::Compressed => "compressed",
+        ContextMode::Window => "window",
+    }
+}
+
+fn objective_name(o: Objective) -> &'static str {
+    match o {
+        Objective::Query => "query",
+        Objective::Dense => "dense",
+    }
+}
+
+fn require_file(path: &Path, field: &str, hint: &str) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::file(path, field, format!("missing ({hint})")))
+    }
+}
+
+/// Parse a JSON file into `T`; a bad value names its field path (e.g. `envs[2].optimal_return`).
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        // No path ("." or "?") for a syntax error or a missing top-level field.
+        let field = match e.path().to_string() {
+            p if p == "." || p == "?" => "json".to_string(),
+            p => p,
+        };
+        Error::file(path, field, e.inner().to_string())
+    })
+}
+
+/// Read and cross-check one run folder.
+pub fn load_run(dir: &Path) -> Result<RunRecord> {
+    if !dir.is_dir() {
+        return Err(Error::file(dir, "run", "run folder does not exist"));
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::file(dir, "run", "has no folder name"))?;
+
+    let stats_path = dir.join(TRAIN_STATS_FILE);
+    require_file(&stats_path, "train_stats", "run train first")?;
+    let stats: TrainStats = read_json(&stats_path)?;
+
+    let config_path = dir.join(RUN_CONFIG);
+    require_file(&config_path, "config", "not a training run folder")?;
+    let config = Config::load(&config_path, &[])?;
+
+    let eval_dir = dir.join(EVAL_DIR);
+    let summary_path = eval_dir.join(SUMMARY_FILE);
+    require_file(&summary_path, "summary", "run evaluate first")?;
+    let summary: SummaryFile = read_json(&summary_path)?;
+    let npy_path = eval_dir.join(RESULT_FILE);
+    require_file(&npy_path, "eval_result", "run evaluate first")?;
+    let (shape, returns) = evaluate::npy::read_npy_f32(&npy_path)?;
+
+    // The three records must describe the same model.
+    let context = context_name(config.dataset.context);
+    if stats.context != context {
+        return Err(Error::file(
+            &stats_path,
+            "context",
+            format!("is {:?}, config.toml says {context:?}", stats.context),
+        ));
+    }
+    if summary.info.context != context {
+        return Err(Error::file(
+            &summary_path,
+            "info.context",
+            format!(
+                "is {:?}, config.toml says {context:?}",
+                summary.info.context
+            ),
+        ));
+    }
+    let objective = objective_name(config.model.objective);
+    if stats.objective != objective {
+        return Err(Error::file(
+            &stats_path,
+            "objective",
+            format!("is {:?}, config.toml says {objective:?}", stats.objective),
+        ));
+    }
+    if let Some(o) = summary
+        .info
+        .objective
+        .as_deref()
+        .filter(|o| *o != objective)
+    {
+        return Err(Error::file(
+            &summary_path,
+            "info.objective",
+            format!("is {o:?}, config.toml says {objective:?}"),
+        ));
+    }
+
+    let (n_envs, n_episodes) = (summary.n_envs, summary.n_episodes);
+    if n_envs == 0 || n_episodes == 0 {
+        return Err(Error::file(
+            &summary_path,
+            if n_envs == 0 { "n_envs" } else { "n_episodes" },
+            "is 0: nothing was evaluated",
+        ));
+    }
+    if summary.envs.len() != n_envs {
+        return Err(Error::file(
+            &summary_path,
+            "envs",
+            format!("has {} entries, n_envs says {n_envs}", summary.envs.len()),
+        ));
+    }
+    if shape != [n_envs, n_episodes] {
+        return Err(Error::file(
+            &npy_path,
+            "shape",
+            format!("is {shape:?}, summary.json says [{n_envs}, {n_episodes}]"),
+        ));
+    }
+    if let Some(i) = returns.iter().position(|r| !r.is_finite()) {
+        return Err(Error::file(
+            &npy_path,
+            "values",
+            format!(
+                "non-finite return at [{}, {}]",
+                i / n_episodes,
+                i % n_episodes
+            ),
+        ));
+    }
+    let optimal: Vec<f32> = summary.envs.iter().map(|e| e.optimal_return).collect();
+    if !optimal.iter().any(|&o| o > 0.0) {
+        return Err(Error::file(
+            &summary_path,
+            "envs.optimal_return",
+            "no environment has a positive optimum: returns cannot be normalised",
+        ));
+    }
+
+    Ok(RunRecord {
+        dir: dir.to_path_buf(),
+        name,
+        stats,
+        config,
+        eval: EvalRecord {
+            task_set: summary.info.task_set,
+            checkpoint_step: summary.info.checkpoint_step,
+            n_envs,
+            n_episodes,
+            optimal,
+            returns,
+        },
+    })
+}
