@@ -102,6 +102,7 @@ fn draw(
             .configure_mesh()
             .x_desc("episode")
             .y_desc("return / optimal return")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 15))
             .draw()?;
