@@ -272,6 +272,29 @@ pub struct CollectOptions {
 }
 
 /// Refuse to overwrite an existing dataset unless forced.
+/// For `--keep-existing`: `Ok(false)` if `path` does not exist, `Ok(true)` if it holds histories
+/// collected with the same `[env]`, `[ppo]` and `[collect]` as `cfg` (configs that differ only in
+/// how the data is used share one dataset), and an error naming the file otherwise.
+pub fn same_collection(path: &Path, cfg: &Config) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let existing = ccad_core::history::HistoryReader::open(path)?;
+    let stored = Config::from_toml_str(
+        &existing.meta.config,
+        &format!("{}: config attribute", path.display()),
+        &[],
+    )?;
+    if (&stored.env, &stored.ppo, &stored.collect) == (&cfg.env, &cfg.ppo, &cfg.collect) {
+        return Ok(true);
+    }
+    Err(Error::file(
+        path,
+        "config",
+        "exists but was collected with another [env]/[ppo]/[collect] config; pass --force to overwrite it",
+    ))
+}
+
 pub fn check_output(path: &Path, force: bool) -> Result<()> {
     if path.exists() && !force {
         return Err(Error::file(

@@ -24,5 +24,5 @@ pub mod record;
 pub mod report;
 pub mod simd;
 
-pub use collect::{CollectOptions, bench, collect, train_learners};
+pub use collect::{CollectOptions, bench, collect, same_collection, train_learners};
 pub use engine::{Engine, EngineKind};

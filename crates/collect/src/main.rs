@@ -50,18 +50,12 @@ fn main() -> ExitCode {
             return Ok(());
         }
         let dest = args.out.clone().unwrap_or_else(|| cfg.dataset_path());
-        if args.keep_existing && dest.exists() {
-            let existing = ccad_core::history::HistoryReader::open(&dest)?;
-            if existing.meta.config == cfg.to_toml_string() {
-                println!("{} exists with this config; keeping it", dest.display());
-                return Ok(());
-            }
-            return Err(ccad_core::Error::file(
-                &dest,
-                "config",
-                "exists but was collected with another config; pass --force to overwrite it",
-            )
-            .into());
+        if args.keep_existing && collect::same_collection(&dest, &cfg)? {
+            println!(
+                "{} exists with this collection config; keeping it",
+                dest.display()
+            );
+            return Ok(());
         }
         let opts = CollectOptions {
             out: args.out.clone(),

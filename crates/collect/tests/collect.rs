@@ -176,3 +176,31 @@ fn refuses_to_overwrite_without_force() {
     run(&tiny_config(), dir.path(), "a.hdf5", true).unwrap();
     assert!(HistoryReader::open(&path).is_ok());
 }
+
+#[test]
+fn keep_existing_accepts_only_the_same_collection_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.hdf5");
+    let cfg = tiny_config();
+    assert!(
+        !collect::same_collection(&path, &cfg).unwrap(),
+        "no file yet"
+    );
+    run(&cfg, dir.path(), "k.hdf5", false).unwrap();
+    assert!(collect::same_collection(&path, &cfg).unwrap());
+    // How the data is used does not matter ...
+    let mut window = cfg.clone();
+    window.dataset.context = ccad_core::config::ContextMode::Window;
+    window.train.run = "other".into();
+    assert!(collect::same_collection(&path, &window).unwrap());
+    // ... how it was collected does.
+    let mut more = cfg.clone();
+    more.ppo.total_steps = 48;
+    let err = collect::same_collection(&path, &more)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("k.hdf5: config:") && err.contains("--force"),
+        "{err}"
+    );
+}
