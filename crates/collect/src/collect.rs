@@ -10,7 +10,7 @@ use rand::Rng as _;
 
 use ccad_core::config::Config;
 use ccad_core::env::{Environment, VecEnv, make_env, split_tasks};
-use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
+use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::seed::{Rng, rng};
 use ccad_core::tb::{RunLog, check_interrupt};
 use ccad_core::{Error, Result, backend};
@@ -371,16 +371,7 @@ pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
     )?;
     bar.finish_and_clear();
 
-    let meta = HistoryMeta {
-        format_version: FORMAT_VERSION,
-        env_name: env.name().to_string(),
-        env_params: env.params_json(),
-        config: cfg.to_toml_string(),
-        compress_interval: cfg.compress_interval(),
-        n_actions: env.n_actions(),
-        train_tasks: train,
-        test_tasks: test,
-    };
+    let meta = HistoryMeta::for_config(cfg, &*env, train, test);
     // Checked again: another run may have written it meanwhile.
     check_output(&dest, opts.force)?;
     let mut w = HistoryWriter::create(&dest, &meta)?;

@@ -55,6 +55,27 @@ pub struct HistoryMeta {
     pub test_tasks: Vec<usize>,
 }
 
+impl HistoryMeta {
+    /// The description of a file collected with `cfg` on `env`, with the given task split.
+    pub fn for_config(
+        cfg: &crate::Config,
+        env: &dyn crate::env::Environment,
+        train_tasks: Vec<usize>,
+        test_tasks: Vec<usize>,
+    ) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            env_name: env.name().to_string(),
+            env_params: env.params_json(),
+            config: cfg.to_toml_string(),
+            compress_interval: cfg.compress_interval(),
+            n_actions: env.n_actions(),
+            train_tasks,
+            test_tasks,
+        }
+    }
+}
+
 /// One task's learning histories: `n_stream` streams of `steps` transitions, time-major.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskHistory {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ccad_core::config::Config;
 use ccad_core::env::{Environment, make_env, split_tasks};
-use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
+use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::marker_at;
 use ccad_core::{Result, seed};
 use rand::Rng;
@@ -72,16 +72,7 @@ pub fn write_synthetic(path: &Path, cfg: &Config, spec: &SyntheticSpec) -> Resul
     let env = make_env(&cfg.env);
     let n_tasks = spec.tasks.min(env.n_tasks());
     let (train_tasks, test_tasks) = split_tasks(&cfg.env, n_tasks);
-    let meta = HistoryMeta {
-        format_version: FORMAT_VERSION,
-        env_name: env.name().to_string(),
-        env_params: env.params_json(),
-        config: cfg.to_toml_string(),
-        compress_interval: cfg.compress_interval(),
-        n_actions: env.n_actions(),
-        train_tasks,
-        test_tasks,
-    };
+    let meta = HistoryMeta::for_config(cfg, &*env, train_tasks, test_tasks);
     let mut w = HistoryWriter::create(path, &meta)?;
     // Generate a few tasks at a time in parallel; HDF5 writes stay on this thread.
     let ids: Vec<usize> = (0..n_tasks).collect();

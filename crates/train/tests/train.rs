@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use ccad_core::config::Config;
 use ccad_core::env::{make_env, split_tasks};
-use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
+use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::marker_at;
 use model::AdModel;
 use train::{TrainOptions, TrainStats, train_at};
@@ -47,16 +47,7 @@ fn config(overrides: &[&str]) -> Config {
 fn write_history(path: &Path, cfg: &Config) {
     let env = make_env(&cfg.env);
     let (train_tasks, test_tasks) = split_tasks(&cfg.env, env.n_tasks());
-    let meta = HistoryMeta {
-        format_version: FORMAT_VERSION,
-        env_name: env.name().to_string(),
-        env_params: env.params_json(),
-        config: cfg.to_toml_string(),
-        compress_interval: cfg.compress_interval(),
-        n_actions: env.n_actions(),
-        train_tasks,
-        test_tasks,
-    };
+    let meta = HistoryMeta::for_config(cfg, &*env, train_tasks, test_tasks);
     let mut w = HistoryWriter::create(path, &meta).unwrap();
     let (t_len, s_len, d) = (24, 2, env.obs_dim());
     for task in 0..env.n_tasks() {
