@@ -38,6 +38,7 @@ mod cache;
 mod checkpoint;
 mod config;
 mod model;
+pub mod native;
 mod token;
 
 pub use cache::{KvCache, StepLogits};

@@ -1,0 +1,357 @@
+//! Row-major building blocks of the native step: matrix products through `gemm`, bias,
+//! layer norm, GELU, and dropout's counter-based random numbers.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// `burn::nn::LayerNorm`'s default epsilon.
+pub(crate) const LN_EPS: f32 = 1e-5;
+
+/// Rows per parallel chunk of the elementwise passes.
+const ROWS_PER_TASK: usize = 256;
+
+/// `c (m×n) = a (m×k) · b (k×n)`, plus the old `c` when `accumulate`.
+pub(crate) fn mm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the asserts bound every index gemm reads or writes for these strides.
+    unsafe {
+        raw(
+            m,
+            k,
+            n,
+            c,
+            (a.as_ptr(), k as isize, 1),
+            (b.as_ptr(), n as isize, 1),
+            acc,
+        )
+    }
+}
+
+/// `c (m×n) = aᵀ · b` with `a` stored `k×m` and `b` `k×n` (a weight gradient `Xᵀ dY`).
+pub(crate) fn mm_tn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: as in `mm`.
+    unsafe {
+        raw(
+            m,
+            k,
+            n,
+            c,
+            (a.as_ptr(), 1, m as isize),
+            (b.as_ptr(), n as isize, 1),
+            acc,
+        )
+    }
+}
+
+/// `c (m×n) = a · bᵀ` with `a` stored `m×k` and `b` `n×k` (an input gradient `dY Wᵀ`).
+pub(crate) fn mm_nt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    // SAFETY: as in `mm`.
+    unsafe {
+        raw(
+            m,
+            k,
+            n,
+            c,
+            (a.as_ptr(), k as isize, 1),
+            (b.as_ptr(), 1, k as isize),
+            acc,
+        )
+    }
+}
+
+/// `(pointer, row stride, column stride)` of an operand.
+type Operand = (*const f32, isize, isize);
+
+/// # Safety
+/// The operands' strides must stay inside their buffers for an `m×k` lhs and `k×n` rhs.
+unsafe fn raw(m: usize, k: usize, n: usize, c: &mut [f32], a: Operand, b: Operand, acc: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // Small products are faster on one thread than split across a busy pool.
+    let par = if m * n * k >= 1 << 16 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            a.0,
+            a.2,
+            a.1,
+            b.0,
+            b.2,
+            b.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// `y[r] += bias` for every row of `y` (`n` columns).
+pub(crate) fn add_bias(y: &mut [f32], bias: &[f32]) {
+    let n = bias.len();
+    y.par_chunks_mut(n * ROWS_PER_TASK).for_each(|rows| {
+        for row in rows.chunks_exact_mut(n) {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+    });
+}
+
+/// Column sums of `dy` (`n` columns) added into `out`: a bias gradient.
+pub(crate) fn add_column_sums(dy: &[f32], n: usize, out: &mut [f32]) {
+    let sums = dy
+        .par_chunks(n * ROWS_PER_TASK)
+        .map(|rows| {
+            let mut s = vec![0.0f32; n];
+            for row in rows.chunks_exact(n) {
+                s.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            s
+        })
+        .reduce(
+            || vec![0.0f32; n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    out.iter_mut().zip(&sums).for_each(|(o, s)| *o += s);
+}
+
+/// Layer norm of every `d`-row of `x` into `y`; keeps `xhat` (normalised input) and the
+/// reciprocal standard deviation of each row for the backward pass.
+pub(crate) fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let d = gamma.len();
+    y.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(xhat.par_chunks_mut(d * ROWS_PER_TASK))
+        .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
+        .zip(x.par_chunks(d * ROWS_PER_TASK))
+        .for_each(|(((y, xh), rs), x)| {
+            for (((y, xh), r), x) in y
+                .chunks_exact_mut(d)
+                .zip(xh.chunks_exact_mut(d))
+                .zip(rs.iter_mut())
+                .zip(x.chunks_exact(d))
+            {
+                let mean = x.iter().sum::<f32>() / d as f32;
+                let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                let inv = 1.0 / (var + LN_EPS).sqrt();
+                *r = inv;
+                for i in 0..d {
+                    let h = (x[i] - mean) * inv;
+                    xh[i] = h;
+                    y[i] = h * gamma[i] + beta[i];
+                }
+            }
+        });
+}
+
+/// Backward of [`layer_norm`]: adds `dx` into `dx_acc`, `dgamma`/`dbeta` into their slots.
+pub(crate) fn layer_norm_backward(
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    gamma: &[f32],
+    dx_acc: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let d = gamma.len();
+    let (dg, db) = dx_acc
+        .par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(dy.par_chunks(d * ROWS_PER_TASK))
+        .zip(xhat.par_chunks(d * ROWS_PER_TASK))
+        .zip(rstd.par_chunks(ROWS_PER_TASK))
+        .map(|(((dx, dy), xh), rs)| {
+            let mut dg = vec![0.0f32; d];
+            let mut db = vec![0.0f32; d];
+            let mut g = vec![0.0f32; d];
+            for (((dx, dy), xh), &r) in dx
+                .chunks_exact_mut(d)
+                .zip(dy.chunks_exact(d))
+                .zip(xh.chunks_exact(d))
+                .zip(rs)
+            {
+                let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
+                for i in 0..d {
+                    dg[i] += dy[i] * xh[i];
+                    db[i] += dy[i];
+                    g[i] = dy[i] * gamma[i];
+                    mean_g += g[i];
+                    mean_gx += g[i] * xh[i];
+                }
+                mean_g /= d as f32;
+                mean_gx /= d as f32;
+                for i in 0..d {
+                    dx[i] += r * (g[i] - mean_g - xh[i] * mean_gx);
+                }
+            }
+            (dg, db)
+        })
+        .reduce(
+            || (vec![0.0f32; d], vec![0.0f32; d]),
+            |(mut a, mut b), (c, e)| {
+                a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
+                b.iter_mut().zip(&e).for_each(|(b, e)| *b += e);
+                (a, b)
+            },
+        );
+    dgamma.iter_mut().zip(&dg).for_each(|(o, v)| *o += v);
+    dbeta.iter_mut().zip(&db).for_each(|(o, v)| *o += v);
+}
+
+/// `erf` to about 1.2e-7 absolute (Abramowitz & Stegun 7.1.26 is too coarse for a
+/// gradient check; this is the Numerical Recipes `erfc` Chebyshev fit, in f32).
+#[inline]
+pub(crate) fn erf(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87
+                                    + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
+}
+
+/// Exact GELU `x/2 · (1 + erf(x/√2))` of `pre` into `out` (burn's `gelu`).
+pub(crate) fn gelu(pre: &[f32], out: &mut [f32]) {
+    out.par_chunks_mut(4096)
+        .zip(pre.par_chunks(4096))
+        .for_each(|(o, p)| {
+            for (o, &x) in o.iter_mut().zip(p) {
+                *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        });
+}
+
+/// `d = d · gelu'(pre)` in place.
+pub(crate) fn gelu_backward(pre: &[f32], d: &mut [f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    d.par_chunks_mut(4096)
+        .zip(pre.par_chunks(4096))
+        .for_each(|(d, p)| {
+            for (d, &x) in d.iter_mut().zip(p) {
+                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+                *d *= cdf + x * pdf;
+            }
+        });
+}
+
+/// Dropout's random numbers: element `index` of site `site` in the step seeded `seed` is
+/// kept when a 64-bit hash of the three falls below `keep · 2⁶⁴`. Counter-based, so the
+/// backward pass regenerates a mask instead of storing it, and any thread can compute any
+/// element.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dropout {
+    seed: u64,
+    threshold: u64,
+    /// `1 / keep`: kept elements are scaled so the expectation is unchanged (as burn's).
+    pub scale: f32,
+}
+
+impl Dropout {
+    /// `None` when nothing is dropped (rate 0 or inference).
+    pub(crate) fn new(rate: f64, seed: Option<u64>) -> Option<Self> {
+        let seed = seed?;
+        if rate <= 0.0 {
+            return None;
+        }
+        let keep = 1.0 - rate;
+        Some(Self {
+            seed,
+            threshold: (keep * 18_446_744_073_709_551_616.0) as u64,
+            scale: (1.0 / keep) as f32,
+        })
+    }
+
+    /// Site key: mixes a site number (layer and place) into the seed.
+    pub(crate) fn site(&self, site: u64) -> Site {
+        Site {
+            key: mix(self.seed ^ site.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+            threshold: self.threshold,
+            scale: self.scale,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Site {
+    key: u64,
+    threshold: u64,
+    pub scale: f32,
+}
+
+impl Site {
+    /// The multiplier of element `index`: `1/keep` or 0.
+    #[inline]
+    pub(crate) fn factor(&self, index: u64) -> f32 {
+        if mix(self.key ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)) < self.threshold {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+
+    /// Multiply `x` (elements `first..first + x.len()` of the site) by its mask.
+    pub(crate) fn apply(&self, x: &mut [f32], first: u64) {
+        x.par_chunks_mut(4096).enumerate().for_each(|(c, xs)| {
+            let base = first + (c * 4096) as u64;
+            for (i, v) in xs.iter_mut().enumerate() {
+                *v *= self.factor(base + i as u64);
+            }
+        });
+    }
+}
+
+/// SplitMix64's finaliser.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Split `buf` into consecutive mutable pieces of the given lengths.
+pub(crate) fn split_lengths<'a>(mut buf: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(lens.len());
+    for &n in lens {
+        let (head, tail) = buf.split_at_mut(n);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}

@@ -1,0 +1,237 @@
+//! The native step against burn's autodiff, and its dropout.
+
+use burn::module::Module;
+use ccad_core::backend;
+use ccad_core::tokens::{IGNORE, TokenBatch, token_kind};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::ops::Dropout;
+use super::*;
+
+fn config(dropout: f64) -> AdModelConfig {
+    AdModelConfig {
+        feat_dim: 10,
+        n_states: 81,
+        n_actions: 5,
+        max_len: 20,
+        d_model: 16,
+        n_layers: 2,
+        n_heads: 2,
+        d_ff: 32,
+        dropout,
+        attention_dropout: dropout,
+        type_loss_weight: 0.3,
+    }
+}
+
+fn model(config: &AdModelConfig, seed: u64) -> (AdModel, Device) {
+    let device = backend::autodiff_device();
+    backend::seed_device(&device, seed);
+    (config.init(&device), device)
+}
+
+/// Random padded batch: every token kind, features only on transitions, state indices only on
+/// queries, labels on about half of the real positions, padding after each length (one row
+/// empty).
+fn batch(seed: u64, lengths: &[usize], seq_len: usize) -> TokenBatch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let f = 10;
+    let mut b = TokenBatch::zeros(lengths.len(), seq_len, f);
+    b.lengths = lengths.to_vec();
+    for (s, &len) in lengths.iter().enumerate() {
+        for i in 0..len {
+            let r = s * seq_len + i;
+            let kind = rng.random_range(0..4u8);
+            b.kinds[r] = kind;
+            if kind == token_kind::TRANSITION {
+                for v in &mut b.features[r * f..(r + 1) * f] {
+                    *v = rng.random_range(-1.0..1.0);
+                }
+            }
+            if kind == token_kind::QUERY {
+                b.state_index[r] = rng.random_range(0..81);
+            }
+            if rng.random_bool(0.5) {
+                b.target_action[r] = rng.random_range(0..5);
+            }
+            if rng.random_bool(0.7) {
+                b.target_type[r] = rng.random_range(0..3);
+            }
+        }
+    }
+    b
+}
+
+fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{name}[{i}]: native {g}, burn {w}"
+        );
+    }
+}
+
+#[test]
+fn loss_and_every_gradient_match_burn() {
+    let cfg = config(0.0);
+    let (m, device) = model(&cfg, 3);
+    let b = batch(7, &[20, 13, 0, 1, 7], 20);
+    let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
+    let net = NativeNet::from_model(&m).unwrap();
+    let mut g = vec![f32::NAN; net.n_params()];
+    let got = net.loss_and_grads(&b, 0, &mut g);
+    assert_eq!(got.n_action, want.n_action);
+    assert_eq!(got.n_token_type, want.n_token_type);
+    assert!((got.total - want.total).abs() < 1e-5, "{got:?} vs {want:?}");
+    assert!((got.action - want.action).abs() < 1e-5);
+    assert!((got.token_type - want.token_type).abs() < 1e-5);
+    assert_eq!(got.acc_action, want.acc_action);
+    assert_eq!(got.acc_token_type, want.acc_token_type);
+    // Every tensor gets a gradient, and each matches burn's.
+    for slot in net.slots() {
+        let r = slot.offset..slot.offset + slot.len;
+        assert!(
+            want_g[r.clone()].iter().any(|&v| v != 0.0),
+            "{}: burn's gradient is all zero, the batch does not exercise it",
+            slot.name
+        );
+        assert_close(&slot.name, &g[r.clone()], &want_g[r], 2e-4);
+    }
+    // Inference loss = the same loss without gradients.
+    let eval = net.loss(&b);
+    assert!((eval.total - got.total).abs() < 1e-6);
+}
+
+#[test]
+fn padding_and_batch_order_do_not_matter() {
+    // Packing drops padding: the same sequences padded to another length give the same loss
+    // and gradient (up to summation order).
+    let cfg = config(0.0);
+    let (m, _) = model(&cfg, 5);
+    let net = NativeNet::from_model(&m).unwrap();
+    let short = batch(9, &[6, 4], 6);
+    let mut long = TokenBatch::zeros(2, 11, 10);
+    long.lengths = short.lengths.clone();
+    for s in 0..2 {
+        for i in 0..6 {
+            let (a, b) = (s * 6 + i, s * 11 + i);
+            long.kinds[b] = short.kinds[a];
+            long.state_index[b] = short.state_index[a];
+            long.target_action[b] = short.target_action[a];
+            long.target_type[b] = short.target_type[a];
+            long.features[b * 10..(b + 1) * 10]
+                .copy_from_slice(&short.features[a * 10..(a + 1) * 10]);
+        }
+    }
+    let (mut g1, mut g2) = (vec![0.0; net.n_params()], vec![0.0; net.n_params()]);
+    let l1 = net.loss_and_grads(&short, 0, &mut g1);
+    let l2 = net.loss_and_grads(&long, 0, &mut g2);
+    assert!((l1.total - l2.total).abs() < 1e-6);
+    assert_close("grads", &g1, &g2, 1e-5);
+}
+
+#[test]
+fn round_trip_through_burn_keeps_every_parameter() {
+    let cfg = config(0.1);
+    let (m, _) = model(&cfg, 11);
+    let mut net = NativeNet::from_model(&m).unwrap();
+    // Change every parameter, convert to burn and back.
+    for (i, v) in net.params_mut().iter_mut().enumerate() {
+        *v += (i % 7) as f32 * 0.01;
+    }
+    let back = NativeNet::from_model(&net.to_model(&backend::device())).unwrap();
+    assert_eq!(back.params(), net.params());
+    assert_eq!(back.slots(), net.slots());
+    assert_eq!(net.n_params(), m.num_params());
+}
+
+#[test]
+fn dropout_masks_depend_on_the_seed_alone() {
+    let cfg = config(0.3);
+    let (m, _) = model(&cfg, 13);
+    let net = NativeNet::from_model(&m).unwrap();
+    let b = batch(17, &[12, 9], 12);
+    let mut g = [
+        vec![0.0; net.n_params()],
+        vec![0.0; net.n_params()],
+        vec![0.0; net.n_params()],
+    ];
+    let a = net.loss_and_grads(&b, 1, &mut g[0]);
+    let a2 = net.loss_and_grads(&b, 1, &mut g[1]);
+    let c = net.loss_and_grads(&b, 2, &mut g[2]);
+    assert_eq!(a.total, a2.total);
+    assert_eq!(g[0], g[1]);
+    assert_ne!(a.total, c.total);
+    assert_ne!(g[0], g[2]);
+    // Inference ignores dropout: the same as a dropout-free model's training loss.
+    let plain = {
+        let mut n0 = net.clone();
+        n0.config.dropout = 0.0;
+        n0.config.attention_dropout = 0.0;
+        n0.loss_and_grads(&b, 1, &mut g[2])
+    };
+    assert!((net.loss(&b).total - plain.total).abs() < 1e-6);
+}
+
+#[test]
+fn dropout_keeps_the_right_share_scaled_up() {
+    let site = Dropout::new(0.25, Some(42)).unwrap().site(3);
+    let n = 200_000u64;
+    let factors: Vec<f32> = (0..n).map(|i| site.factor(i)).collect();
+    let kept = factors.iter().filter(|&&f| f != 0.0).count() as f64 / n as f64;
+    assert!((kept - 0.75).abs() < 0.005, "kept {kept}");
+    assert!(factors.iter().all(|&f| f == 0.0 || (f - 1.0 / 0.75).abs() < 1e-6));
+    assert!(Dropout::new(0.0, Some(1)).is_none());
+    assert!(Dropout::new(0.5, None).is_none());
+}
+
+#[test]
+fn gradient_with_dropout_matches_finite_differences() {
+    // With the masks fixed by the seed the loss is a smooth function of the parameters: its
+    // directional derivative along a random direction equals the gradient's projection.
+    let cfg = config(0.2);
+    let (m, _) = model(&cfg, 19);
+    let net = NativeNet::from_model(&m).unwrap();
+    let b = batch(23, &[10, 8, 5], 10);
+    let mut g = vec![0.0; net.n_params()];
+    net.loss_and_grads(&b, 5, &mut g);
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    let dir: Vec<f32> = (0..net.n_params())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let eps = 1e-2 / norm;
+    let at = |sign: f32| {
+        let mut n = net.clone();
+        n.params_mut()
+            .iter_mut()
+            .zip(&dir)
+            .for_each(|(p, d)| *p += sign * eps * d);
+        let mut scratch = vec![0.0; n.n_params()];
+        n.loss_and_grads(&b, 5, &mut scratch).total as f64
+    };
+    let numeric = (at(1.0) - at(-1.0)) / (2.0 * eps as f64);
+    let analytic: f64 = g.iter().zip(&dir).map(|(g, d)| (g * d) as f64).sum();
+    assert!(
+        (numeric - analytic).abs() < 0.02 * analytic.abs().max(1e-3),
+        "finite difference {numeric}, gradient {analytic}"
+    );
+}
+
+#[test]
+fn labels_on_padding_are_refused() {
+    let cfg = config(0.0);
+    let (m, _) = model(&cfg, 1);
+    let net = NativeNet::from_model(&m).unwrap();
+    let mut b = batch(1, &[3, 2], 4);
+    b.target_action[3] = 1; // position 3 of a 3-token sequence
+    let err = std::panic::catch_unwind(|| net.loss(&b)).unwrap_err();
+    let msg = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("past the sequence's length"), "{msg}");
+    assert_eq!(b.target_type[3], IGNORE);
+}
