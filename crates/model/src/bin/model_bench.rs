@@ -32,6 +32,9 @@ struct Args {
     /// Override the attention-weight dropout (default: the same as dropout).
     #[arg(long)]
     attention_dropout: Option<f64>,
+    /// Time only the native CPU step (`model::native`), not burn's.
+    #[arg(long)]
+    native_only: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +83,28 @@ fn run(args: Args) {
             batch.target_action[i * batch.seq_len + len - 1] = rng.random_range(0..5);
             batch.target_type[i * batch.seq_len + len - 1] = 0;
         }
+        let mut native = model::native::NativeNet::from_model(&model).expect("native layout");
+        let mut grads = vec![0.0f32; native.n_params()];
+        let mut times = Vec::new();
+        for step in 0..=args.steps {
+            let t = Instant::now();
+            let m = native.loss_and_grads(&batch, step as u64, &mut grads);
+            // A plain gradient step stands in for AdamW (a few elementwise passes over 0.2 M
+            // parameters, well under a millisecond).
+            native
+                .params_mut()
+                .iter_mut()
+                .zip(&grads)
+                .for_each(|(p, g)| *p -= 1e-4 * g);
+            if step > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+            assert!(m.total.is_finite());
+        }
+        report("native", b, args.seq_len, &times);
+        if args.native_only {
+            continue;
+        }
         let mut times = Vec::new();
         for step in 0..=args.steps {
             let t = Instant::now();
@@ -92,15 +117,10 @@ fn run(args: Args) {
             }
             assert!(total.is_finite());
         }
-        let mean = times.iter().sum::<f64>() / times.len() as f64;
-        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-        println!(
-            "train step  batch {b:4} x {} tokens: mean {:.3} s  min {:.3} s  ({:.0} samples/s)",
-            args.seq_len,
-            mean,
-            min,
-            b as f64 / mean
-        );
+        report("burn", b, args.seq_len, &times);
+    }
+    if args.native_only {
+        return;
     }
 
     // Cached inference: prefill `<c>`, then append tokens one at a time up to max_len.
@@ -138,6 +158,15 @@ fn run(args: Args) {
         args.rows,
         args.seq_len,
         t.elapsed().as_secs_f64() / reps as f64 * 1e3
+    );
+}
+
+fn report(engine: &str, b: usize, seq_len: usize, times: &[f64]) {
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "train step  {engine:6} batch {b:4} x {seq_len} tokens: mean {mean:.3} s  min {min:.3} s  ({:.0} samples/s)",
+        b as f64 / mean
     );
 }
 

@@ -2,7 +2,7 @@
 //! `j ≤ i` half of the score matrix. Inputs are the fused projection rows `[T, 3d]`
 //! (query | key | value, heads side by side within each), as `AdModel`'s `attn.qkv` gives.
 
-use super::ops::Site;
+use super::ops::{Site, View, mm_view};
 
 /// Sizes shared by the forward and backward passes.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +28,9 @@ pub(crate) fn probs_len(heads: usize, t: usize) -> usize {
 }
 
 /// `ctx [T, d]` = per head `dropout(softmax(q kᵀ/√dh + causal)) v`; `p` receives the
-/// softmax before dropout. `drop` with the index of this sequence's first probability.
+/// softmax before dropout (zeros above the diagonal). `drop` with the index of this
+/// sequence's first probability. The products run through `gemm` on full `T×T` squares: twice
+/// the arithmetic of the causal half, at many times the speed of a scalar loop over it.
 pub(crate) fn forward(
     s: Shape,
     qkv: &[f32],
@@ -38,46 +40,49 @@ pub(crate) fn forward(
 ) {
     let (d, dh, scale) = (s.d, s.dh(), s.scale());
     let t = qkv.len() / (3 * d);
-    let mut kt = vec![0.0f32; dh * t];
-    let mut acc = vec![0.0f32; dh];
+    let tt = t * t;
+    let mut dropped = if drop.is_some() { vec![0.0f32; tt] } else { Vec::new() };
     for h in 0..s.heads {
-        for j in 0..t {
-            let k = &qkv[j * 3 * d + d + h * dh..][..dh];
-            for e in 0..dh {
-                kt[e * t + j] = k[e];
-            }
-        }
+        let probs = &mut p[h * tt..(h + 1) * tt];
+        mm_view(
+            (t, dh, t),
+            (qkv, View::new(h * dh, 3 * d, 1)),
+            (qkv, View::new(d + h * dh, 1, 3 * d)),
+            (probs, View::new(0, t, 1)),
+            scale,
+            false,
+        );
         for i in 0..t {
-            let base = (h * t + i) * t;
-            let row = &mut p[base..base + i + 1];
-            row.fill(0.0);
-            let q = &qkv[i * 3 * d + h * dh..][..dh];
-            for e in 0..dh {
-                let qe = q[e] * scale;
-                let ke = &kt[e * t..e * t + i + 1];
-                row.iter_mut().zip(ke).for_each(|(r, k)| *r += qe * k);
-            }
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let row = &mut probs[i * t..(i + 1) * t];
+            let (seen, future) = row.split_at_mut(i + 1);
+            future.fill(0.0);
+            let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
-            for r in row.iter_mut() {
+            for r in seen.iter_mut() {
                 *r = (*r - max).exp();
                 sum += *r;
             }
             let inv = 1.0 / sum;
-            row.iter_mut().for_each(|r| *r *= inv);
-            acc.fill(0.0);
-            for (j, &pj) in row.iter().enumerate() {
-                let w = match drop {
-                    Some((site, first)) => pj * site.factor(first + (base + j) as u64),
-                    None => pj,
-                };
-                if w != 0.0 {
-                    let v = &qkv[j * 3 * d + 2 * d + h * dh..][..dh];
-                    acc.iter_mut().zip(v).for_each(|(a, v)| *a += w * v);
-                }
-            }
-            ctx[i * d + h * dh..][..dh].copy_from_slice(&acc);
+            seen.iter_mut().for_each(|r| *r *= inv);
         }
+        let weights: &[f32] = match drop {
+            Some((site, first)) => {
+                let base = first + (h * tt) as u64;
+                for (k, (o, &v)) in dropped.iter_mut().zip(probs.iter()).enumerate() {
+                    *o = if v == 0.0 { 0.0 } else { v * site.factor(base + k as u64) };
+                }
+                &dropped
+            }
+            None => probs,
+        };
+        mm_view(
+            (t, t, dh),
+            (weights, View::new(0, t, 1)),
+            (qkv, View::new(2 * d + h * dh, 3 * d, 1)),
+            (ctx, View::new(h * dh, d, 1)),
+            1.0,
+            false,
+        );
     }
 }
 
@@ -92,62 +97,78 @@ pub(crate) fn backward(
 ) {
     let (d, dh, scale) = (s.d, s.dh(), s.scale());
     let t = qkv.len() / (3 * d);
-    dqkv.fill(0.0);
-    let mut vt = vec![0.0f32; dh * t];
-    let mut dp = vec![0.0f32; t];
-    let mut factor = vec![1.0f32; t];
-    let mut dq = vec![0.0f32; dh];
+    let tt = t * t;
+    let mut dweights = vec![0.0f32; tt];
+    let mut factors = if drop.is_some() { vec![0.0f32; tt] } else { Vec::new() };
+    let mut dropped = if drop.is_some() { vec![0.0f32; tt] } else { Vec::new() };
     for h in 0..s.heads {
-        for j in 0..t {
-            let v = &qkv[j * 3 * d + 2 * d + h * dh..][..dh];
-            for e in 0..dh {
-                vt[e * t + j] = v[e];
+        let probs = &p[h * tt..(h + 1) * tt];
+        let weights: &[f32] = match drop {
+            Some((site, first)) => {
+                let base = first + (h * tt) as u64;
+                for (k, ((f, o), &v)) in factors
+                    .iter_mut()
+                    .zip(dropped.iter_mut())
+                    .zip(probs)
+                    .enumerate()
+                {
+                    *f = site.factor(base + k as u64);
+                    *o = v * *f;
+                }
+                &dropped
             }
-        }
+            None => probs,
+        };
+        // d(weights) = dctx_h · v_hᵀ
+        mm_view(
+            (t, dh, t),
+            (dctx, View::new(h * dh, d, 1)),
+            (qkv, View::new(2 * d + h * dh, 1, 3 * d)),
+            (&mut dweights, View::new(0, t, 1)),
+            1.0,
+            false,
+        );
+        // dv_h = weightsᵀ · dctx_h
+        mm_view(
+            (t, t, dh),
+            (weights, View::new(0, 1, t)),
+            (dctx, View::new(h * dh, d, 1)),
+            (dqkv, View::new(2 * d + h * dh, 3 * d, 1)),
+            1.0,
+            false,
+        );
+        // Through dropout, then softmax: ds = p ∘ (dp − Σ p dp), zero above the diagonal.
         for i in 0..t {
-            let base = (h * t + i) * t;
-            let row = &p[base..base + i + 1];
-            let go = &dctx[i * d + h * dh..][..dh];
-            // d(dropped prob)_j = go · v_j
-            let dpi = &mut dp[..i + 1];
-            dpi.fill(0.0);
-            for e in 0..dh {
-                let g = go[e];
-                let ve = &vt[e * t..e * t + i + 1];
-                dpi.iter_mut().zip(ve).for_each(|(a, v)| *a += g * v);
+            let row = &probs[i * t..(i + 1) * t];
+            let dw = &mut dweights[i * t..(i + 1) * t];
+            if drop.is_some() {
+                dw.iter_mut()
+                    .zip(&factors[i * t..(i + 1) * t])
+                    .for_each(|(g, f)| *g *= f);
             }
-            let fi = &mut factor[..i + 1];
-            if let Some((site, first)) = drop {
-                for (j, f) in fi.iter_mut().enumerate() {
-                    *f = site.factor(first + (base + j) as u64);
-                }
-            }
-            // dv_j += (p_ij · factor_ij) go
+            let dot: f32 = row[..=i].iter().zip(&dw[..=i]).map(|(p, g)| p * g).sum();
             for j in 0..=i {
-                let w = row[j] * fi[j];
-                if w != 0.0 {
-                    let dv = &mut dqkv[j * 3 * d + 2 * d + h * dh..][..dh];
-                    dv.iter_mut().zip(go).for_each(|(a, g)| *a += w * g);
-                }
+                dw[j] = row[j] * (dw[j] - dot);
             }
-            // Softmax backward on the undropped probabilities.
-            let mut dot = 0.0f32;
-            for j in 0..=i {
-                dpi[j] *= fi[j];
-                dot += row[j] * dpi[j];
-            }
-            let q = &qkv[i * 3 * d + h * dh..][..dh];
-            dq.fill(0.0);
-            for j in 0..=i {
-                let ds = row[j] * (dpi[j] - dot) * scale;
-                if ds != 0.0 {
-                    let k = &qkv[j * 3 * d + d + h * dh..][..dh];
-                    dq.iter_mut().zip(k).for_each(|(a, k)| *a += ds * k);
-                    let dk = &mut dqkv[j * 3 * d + d + h * dh..][..dh];
-                    dk.iter_mut().zip(q).for_each(|(a, q)| *a += ds * q);
-                }
-            }
-            dqkv[i * 3 * d + h * dh..][..dh].copy_from_slice(&dq);
+            dw[i + 1..].fill(0.0);
         }
+        let ds = &dweights;
+        // dq_h = scale · ds · k_h,  dk_h = scale · dsᵀ · q_h
+        mm_view(
+            (t, t, dh),
+            (ds, View::new(0, t, 1)),
+            (qkv, View::new(d + h * dh, 3 * d, 1)),
+            (dqkv, View::new(h * dh, 3 * d, 1)),
+            scale,
+            false,
+        );
+        mm_view(
+            (t, t, dh),
+            (ds, View::new(0, 1, t)),
+            (qkv, View::new(h * dh, 3 * d, 1)),
+            (dqkv, View::new(d + h * dh, 3 * d, 1)),
+            scale,
+            false,
+        );
     }
 }

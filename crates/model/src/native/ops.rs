@@ -61,6 +61,72 @@ pub(crate) fn mm_nt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut 
     }
 }
 
+/// A strided matrix inside a slice: element `(i, j)` at `off + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl View {
+    pub(crate) fn new(off: usize, rs: usize, cs: usize) -> Self {
+        Self { off, rs, cs }
+    }
+
+    /// Panics unless a `rows × cols` matrix through this view fits in `len` elements.
+    fn check(&self, rows: usize, cols: usize, len: usize) {
+        if rows > 0 && cols > 0 {
+            let last = self.off + (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(last < len, "strided view out of bounds");
+        }
+    }
+}
+
+/// `c = scale · a · b (+ c when acc)` on the calling thread, every operand strided:
+/// `a` is `m×k`, `b` `k×n`, `c` `m×n`. For the small per-head products of attention.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mm_view(
+    (m, k, n): (usize, usize, usize),
+    a: (&[f32], View),
+    b: (&[f32], View),
+    c: (&mut [f32], View),
+    scale: f32,
+    acc: bool,
+) {
+    a.1.check(m, k, a.0.len());
+    b.1.check(k, n, b.0.len());
+    c.1.check(m, n, c.0.len());
+    if m == 0 || n == 0 || k == 0 {
+        assert!(acc || k > 0, "mm_view: empty inner dimension");
+        return;
+    }
+    // SAFETY: `check` bounds every element gemm touches through these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.0.as_mut_ptr().add(c.1.off),
+            c.1.cs as isize,
+            c.1.rs as isize,
+            acc,
+            a.0.as_ptr().add(a.1.off),
+            a.1.cs as isize,
+            a.1.rs as isize,
+            b.0.as_ptr().add(b.1.off),
+            b.1.cs as isize,
+            b.1.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
 /// `(pointer, row stride, column stride)` of an operand.
 type Operand = (*const f32, isize, isize);
 
