@@ -22,7 +22,6 @@ pub mod optim;
 pub mod ppo;
 pub mod record;
 pub mod report;
-pub mod simd;
 
 pub use collect::{CollectOptions, bench, collect, same_collection, train_learners};
 pub use engine::{Engine, EngineKind};

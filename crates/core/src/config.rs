@@ -219,6 +219,41 @@ pub struct TrainConfig {
     /// Episodes of each such rollout.
     pub icl_episodes: usize,
     pub seed: u64,
+    /// What computes the training step: see [`TrainEngine`].
+    pub engine: TrainEngine,
+}
+
+/// What computes a training step. Both start from the same initial weights and write the
+/// same model folders; only the optimiser state file of a checkpoint differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainEngine {
+    /// `native` on the CPU build (burn's `flex` backend), `burn` on GPU builds.
+    #[default]
+    Auto,
+    /// The model crate's plain-Rust CPU training step (`model::native`).
+    Native,
+    /// burn autodiff and burn's AdamW on the build's backend.
+    Burn,
+}
+
+impl TrainEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainEngine::Auto => "auto",
+            TrainEngine::Native => "native",
+            TrainEngine::Burn => "burn",
+        }
+    }
+
+    /// `Auto` made concrete for this build: native on the CPU default backend.
+    pub fn resolve(self) -> TrainEngine {
+        match self {
+            TrainEngine::Auto if crate::backend::backend_name() == "flex" => TrainEngine::Native,
+            TrainEngine::Auto => TrainEngine::Burn,
+            e => e,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -241,6 +276,7 @@ impl Default for TrainConfig {
             icl_interval: 0,
             icl_episodes: 10,
             seed: 0,
+            engine: TrainEngine::Auto,
         }
     }
 }
@@ -636,6 +672,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("--set: trainsteps"), "{e}");
+    }
+
+    #[test]
+    fn train_engine_defaults_to_auto_and_names_bad_values() {
+        assert_eq!(parse("").unwrap().train.engine, TrainEngine::Auto);
+        let c = parse("[train]\nengine = \"burn\"\n").unwrap();
+        assert_eq!(c.train.engine, TrainEngine::Burn);
+        assert_eq!(TrainEngine::Native.resolve(), TrainEngine::Native);
+        let e = parse("[train]\nengine = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("configs/x.toml: train.engine:"), "{e}");
     }
 
     #[test]

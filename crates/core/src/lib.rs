@@ -17,6 +17,7 @@ pub mod error;
 pub mod history;
 pub mod progress;
 pub mod seed;
+pub mod simd;
 pub mod tb;
 pub mod tokens;
 

@@ -15,8 +15,8 @@ use dataset::{Dataset, Prefetcher, Sampler};
 use model::AdModelConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::learner::Learner;
 use crate::stats::{current_memory_mib, peak_memory_mib, process_cpu_seconds};
-use crate::trainer::Learner;
 
 /// Marks the child's result line on stdout.
 pub const RESULT_PREFIX: &str = "BENCH_RESULT ";
@@ -25,6 +25,9 @@ pub const RESULT_PREFIX: &str = "BENCH_RESULT ";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchResult {
     pub backend: String,
+    /// `"native"` or `"burn"` (`train.engine`, resolved).
+    #[serde(default)]
+    pub engine: String,
     pub context: String,
     pub batch_size: usize,
     /// Timed steps (after the untimed warm-up steps).
@@ -100,6 +103,7 @@ pub fn bench_setting(
     let samples = n * t.batch_size as f64;
     Ok(BenchResult {
         backend: backend::backend_name().to_string(),
+        engine: learner.engine().as_str().to_string(),
         context: context_name(cfg.dataset.context).to_string(),
         batch_size: t.batch_size,
         steps,
@@ -180,8 +184,9 @@ pub fn run_all(
 /// One table row.
 pub fn format_row(r: &BenchResult) -> String {
     format!(
-        "{:<8} {:<10} {:>5} {:>9.1} {:>9.1} {:>8.3} {:>10.1} {:>10.3} {:>9.0} {:>9.0}",
+        "{:<8} {:<7} {:<10} {:>5} {:>9.1} {:>9.1} {:>8.3} {:>10.1} {:>10.3} {:>9.0} {:>9.0}",
         r.backend,
+        r.engine,
         r.context,
         r.batch_size,
         r.mean_tokens,
@@ -194,4 +199,4 @@ pub fn format_row(r: &BenchResult) -> String {
     )
 }
 
-pub const TABLE_HEADER: &str = "backend  context    batch    tokens    padded   s/step  samples/s  cpu s/step  peak MiB  base MiB";
+pub const TABLE_HEADER: &str = "backend  engine  context    batch    tokens    padded   s/step  samples/s  cpu s/step  peak MiB  base MiB";

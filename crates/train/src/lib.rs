@@ -1,14 +1,18 @@
 //! train: distil learning histories into the AD transformer (DESIGN §6, §8).
 //!
-//! - [`trainer`]: [`train`] / [`train_at`] (the loop: AdamW, warm-up + cosine schedule, global
-//!   gradient clipping, TensorBoard scalars, held-out metrics, checkpoints, resume),
-//!   [`Learner`] (one optimiser step, shared with the benchmark), [`IclProbe`] (the hook for
-//!   in-context rollouts during training).
+//! - [`trainer`]: [`train`] / [`train_at`] (the loop: warm-up + cosine schedule, TensorBoard
+//!   scalars, held-out metrics, checkpoints, resume), [`IclProbe`] (the hook for in-context
+//!   rollouts during training).
+//! - [`learner`]: [`Learner`] (one optimiser step, shared with the benchmark) for either
+//!   engine (`train.engine`): `native`, the model crate's plain-Rust CPU step with AdamW over
+//!   flat vectors (the default on the CPU build), or `burn`, burn autodiff and burn's AdamW
+//!   (the default on GPU builds).
 //! - [`icl`]: [`icl::EvaluateProbe`], that hook over `evaluate::in_context_curve`.
 //! - [`run`]: the run folder's layout, atomic rotating checkpoints, config compatibility,
 //!   [`latest_checkpoint`] (where `evaluate` finds the model).
 //! - [`schedule`]: the learning rate of a step.
-//! - [`optim`]: AdamW from the config, global-norm clipping, stable parameter ids.
+//! - [`optim`]: AdamW from the config (burn's, and [`optim::FlatAdamW`], its flat-vector
+//!   copy), global-norm clipping, stable parameter ids.
 //! - [`stats`]: `train_stats.json` and peak memory.
 //! - [`bench`]: speed and memory per (batch, context) setting, one process each.
 //!
@@ -17,8 +21,10 @@
 //!   per-tensor `GradientClipping::Norm`.
 //! - The schedule warms up linearly over `warmup_steps` and decays by cosine to 0 at `steps`.
 //! - All randomness is a function of `(train.seed, step)`: data order through the sampler's
-//!   seekable batches, dropout through reseeding the device every step. Resuming therefore
-//!   continues the same run exactly; a checkpoint stores only the step and seed.
+//!   seekable batches, dropout through reseeding the device every step (burn) or through the
+//!   step's dropout seed (native). Resuming therefore continues the same run exactly; a
+//!   checkpoint stores only the step and seed. The two engines draw different dropout masks,
+//!   so a run is continued by the engine that wrote its checkpoint (`auto` does that itself).
 //! - A run folder refuses a config that differs in anything but `run::MAY_CHANGE` keys and the
 //!   `[ppo]` / `[eval]` sections; `train.steps` may change (the schedule follows the new length).
 //! - Steps logged after the last checkpoint of a killed session are logged again after the
@@ -26,15 +32,14 @@
 
 pub mod bench;
 pub mod icl;
+pub mod learner;
 pub mod optim;
 pub mod run;
 pub mod schedule;
 pub mod stats;
 pub mod trainer;
 
+pub use learner::{GradNorm, Learner, StepOutput, held_out_metrics, step_seed};
 pub use run::{CheckpointState, RunDir, latest_checkpoint, list_checkpoints};
 pub use stats::TrainStats;
-pub use trainer::{
-    IclProbe, IclResult, Learner, StepOutput, TrainOptions, TrainOutcome, held_out_metrics, train,
-    train_at,
-};
+pub use trainer::{IclProbe, IclResult, TrainOptions, TrainOutcome, train, train_at};

@@ -1,4 +1,4 @@
-//! `cargo run --release -p train [-- --config PATH --set k=v --run NAME --fresh]`
+//! `cargo run --release -p train [-- --config PATH --set k=v --run NAME --engine E --fresh]`
 //! `cargo run --release -p train -- --bench` measures speed and peak memory instead.
 
 use std::path::PathBuf;
@@ -19,11 +19,17 @@ struct Args {
     /// Run name (overrides train.run): outputs go to runs/<NAME>/.
     #[arg(long, value_name = "NAME")]
     run: Option<String>,
+    /// What computes the training step (overrides train.engine): native (plain-Rust CPU
+    /// step), burn (burn autodiff on the build's backend) or auto (native on the CPU build,
+    /// burn on GPU builds; a resumed run keeps the engine that wrote its checkpoint).
+    #[arg(long, value_name = "ENGINE", value_parser = ["auto", "native", "burn"])]
+    engine: Option<String>,
     /// Delete the run folder and start over instead of resuming.
     #[arg(long)]
     fresh: bool,
     /// Measure samples/s and peak memory for each batch size in compressed and window mode
-    /// (one process per setting) instead of training.
+    /// (one process per setting, with the engine --engine or train.engine picks) instead of
+    /// training.
     #[arg(long)]
     bench: bool,
     /// Benchmark: batch sizes.
@@ -51,6 +57,11 @@ fn main() -> std::process::ExitCode {
 fn run(mut args: Args) -> Result<()> {
     if let Some(name) = &args.run {
         args.config.overrides.push(format!("train.run={name:?}"));
+    }
+    if let Some(engine) = &args.engine {
+        args.config
+            .overrides
+            .push(format!("train.engine={engine:?}"));
     }
     let cfg = args.config.load()?;
     if args.bench_child {

@@ -1,14 +1,25 @@
 //! The optimiser side of a training step: AdamW from the `[train]` section, global
 //! gradient-norm clipping, and stable parameter ids so optimiser state survives a checkpoint.
+//! [`FlatAdamW`] and [`clip_global_norm_flat`] are the same two operations over one flat
+//! parameter vector, for the native engine.
 //!
 //! burn's optimiser keys its per-parameter state by `ParamId`, and a freshly built model gets
 //! random ids (SafeTensors stores none). Numbering the parameters in visiting order
 //! ([`number_params`]) on every start, fresh or resumed, makes the saved state line up again.
 
+use std::io::Write;
+use std::path::Path;
+
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use ccad_core::config::TrainConfig;
+use ccad_core::{Error, Result};
+use model::native::ParamSlot;
+use serde::{Deserialize, Serialize};
+
+/// AdamW's epsilon: PyTorch's default, which the reference used.
+pub const ADAM_EPSILON: f32 = 1e-8;
 
 /// AdamW with the run's betas and weight decay. Clipping happens before the step
 /// ([`clip_global_norm`]): burn's own `GradientClipping::Norm` clips each tensor separately.
@@ -17,9 +28,163 @@ pub fn adamw(t: &TrainConfig) -> ModuleOptimizer {
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
         .with_weight_decay(t.weight_decay as f32)
-        // PyTorch's default, which the reference used.
-        .with_epsilon(1e-8)
+        .with_epsilon(ADAM_EPSILON)
         .init()
+}
+
+/// [`adamw`] over one flat `f32` parameter vector: burn 0.22's `AdamW` (no AMSGrad, no
+/// cautious decay) operation for operation, in `f32` like burn's CPU backend, so both engines
+/// follow the same trajectory from the same gradients:
+///
+/// ```text
+/// t += 1
+/// m = β₁·m + (1−β₁)·g            v = β₂·v + (1−β₂)·g²
+/// δ = (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)
+/// p = p·(1 − lr·wd) − lr·δ       (decoupled weight decay on the old value)
+/// ```
+///
+/// burn keeps `t`, `m`, `v` per tensor; every parameter of the model gets a gradient at every
+/// step, so one count for all of them is the same thing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatAdamW {
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    /// Steps taken (burn's `time`); 0 before the first.
+    pub time: u32,
+    /// First and second moments, one per parameter.
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+/// Start of a [`FlatAdamW`] file.
+const FLAT_MAGIC: &[u8; 8] = b"CCADADAM";
+
+/// The JSON header of a [`FlatAdamW`] file: what the moments that follow belong to.
+#[derive(Debug, Serialize, Deserialize)]
+struct FlatHeader {
+    version: u32,
+    time: u32,
+    n_params: usize,
+    /// Parameter tensors in order, `(name, len)`: the moments' layout.
+    slots: Vec<(String, usize)>,
+}
+
+impl FlatAdamW {
+    /// Zero moments for `n` parameters, hyperparameters from `t` as in [`adamw`].
+    pub fn new(t: &TrainConfig, n: usize) -> Self {
+        Self {
+            beta1: t.beta1 as f32,
+            beta2: t.beta2 as f32,
+            epsilon: ADAM_EPSILON,
+            weight_decay: t.weight_decay as f32,
+            time: 0,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+
+    /// One AdamW step of `params` along `grads` (already clipped) at learning rate `lr`.
+    pub fn step(&mut self, lr: f64, params: &mut [f32], grads: &[f32]) {
+        assert_eq!(params.len(), self.m.len(), "parameter vector length");
+        assert_eq!(grads.len(), self.m.len(), "gradient vector length");
+        self.time += 1;
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.epsilon);
+        let (f1, f2) = (1.0 - b1, 1.0 - b2);
+        let t = self.time as i32;
+        // burn: `div_scalar(1f32 - beta.powi(time))`, an f32 scalar.
+        let c1 = 1f32 - b1.powi(t);
+        let c2 = 1f32 - b2.powi(t);
+        // burn: `lr * (weight_decay as f64)` in f64; scalars reach f32 tensors as `as f32`.
+        let decay_rate = lr * self.weight_decay as f64;
+        let keep = (1.0 - decay_rate) as f32;
+        let lr32 = lr as f32;
+        let moments = self.m.iter_mut().zip(self.v.iter_mut());
+        for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
+            *m = *m * b1 + g * f1;
+            *v = *v * b2 + (g * g) * f2;
+            let delta = (*m / c1) / ((*v / c2).sqrt() + eps);
+            let decayed = if decay_rate == 0.0 { *p } else { *p * keep };
+            *p = decayed - delta * lr32;
+        }
+    }
+
+    /// Write the step count and moments to `path` (atomically): an 8-byte magic, the JSON
+    /// header's length (u64 LE), the header, then `m` and `v` as little-endian `f32`.
+    pub fn save(&self, path: &Path, slots: &[ParamSlot]) -> Result<()> {
+        let header = FlatHeader {
+            version: 1,
+            time: self.time,
+            n_params: self.m.len(),
+            slots: slots.iter().map(|s| (s.name.clone(), s.len)).collect(),
+        };
+        let json = serde_json::to_vec(&header).expect("header serialises");
+        ccad_core::atomic::write_atomic_with(path, |w| {
+            w.write_all(FLAT_MAGIC)?;
+            w.write_all(&(json.len() as u64).to_le_bytes())?;
+            w.write_all(&json)?;
+            for x in self.m.iter().chain(&self.v) {
+                w.write_all(&x.to_le_bytes())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Read a file written by [`save`](Self::save) for a model whose parameters are laid out
+    /// as `slots`; hyperparameters come from `t`. Errors are one line naming the file.
+    pub fn load(path: &Path, t: &TrainConfig, slots: &[ParamSlot]) -> Result<Self> {
+        let bad = |msg: String| Error::file(path, "optimizer", msg);
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if bytes.len() < 16 || &bytes[..8] != FLAT_MAGIC {
+            return Err(bad("not a native AdamW state file".into()));
+        }
+        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        let json = bytes
+            .get(16..16usize.saturating_add(len))
+            .ok_or_else(|| bad("truncated header".into()))?;
+        let header: FlatHeader =
+            serde_json::from_slice(json).map_err(|e| bad(format!("header: {e}")))?;
+        let expect: Vec<(String, usize)> = slots.iter().map(|s| (s.name.clone(), s.len)).collect();
+        if header.slots != expect {
+            return Err(bad(
+                "holds the moments of another parameter layout than this model's".into(),
+            ));
+        }
+        let n = header.n_params;
+        let body = &bytes[16 + len..];
+        if n != expect.iter().map(|s| s.1).sum::<usize>() || body.len() != 8 * n {
+            return Err(bad(format!(
+                "expected {} bytes of moments for {n} parameters, found {}",
+                8 * n,
+                body.len()
+            )));
+        }
+        let floats: Vec<f32> = body
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let mut state = Self::new(t, n);
+        state.time = header.time;
+        state.m.copy_from_slice(&floats[..n]);
+        state.v.copy_from_slice(&floats[n..]);
+        Ok(state)
+    }
+}
+
+/// [`clip_global_norm`] over one flat gradient vector: scale by
+/// `min(1, max_norm / (‖g‖ + 1e-6))` (the factor computed in `f32` as burn does). Returns
+/// `‖g‖` before clipping (the sum of squares is taken in `f64`).
+pub fn clip_global_norm_flat(grads: &mut [f32], max_norm: f64) -> f32 {
+    let sum: f64 = grads.iter().map(|&g| g as f64 * g as f64).sum();
+    let norm = sum.sqrt() as f32;
+    let coef = ((1.0 / (norm + 1e-6)) * max_norm as f32).min(1.0);
+    if coef < 1.0 {
+        for g in grads.iter_mut() {
+            *g *= coef;
+        }
+    }
+    norm
 }
 
 /// Give the float parameters ids 1, 2, … in visiting order (deterministic for a given
@@ -143,6 +308,94 @@ mod tests {
             host(grads.get::<1>(layer.bias.as_ref().unwrap().id).unwrap()),
             vec![1.0]
         );
+    }
+
+    fn train_config(beta1: f64, beta2: f64, weight_decay: f64) -> TrainConfig {
+        TrainConfig {
+            beta1,
+            beta2,
+            weight_decay,
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn flat_clip_by_hand() {
+        // g = [3, 0, -4]: ‖g‖ = 5; clip at 1: coef = 1 / (5 + 1e-6) ≈ 0.19999996.
+        let mut g = vec![3.0f32, 0.0, -4.0];
+        let norm = clip_global_norm_flat(&mut g, 1.0);
+        assert_eq!(norm, 5.0);
+        let coef = 1.0 / (5.0 + 1e-6);
+        assert!((g[0] as f64 - 3.0 * coef).abs() < 1e-7, "{g:?}");
+        assert_eq!(g[1], 0.0);
+        assert!((g[2] as f64 + 4.0 * coef).abs() < 1e-7, "{g:?}");
+        // Under the limit: untouched, bit for bit.
+        let mut g = vec![0.3f32, -0.4];
+        assert!((clip_global_norm_flat(&mut g, 1.0) - 0.5).abs() < 1e-7);
+        assert_eq!(g, vec![0.3, -0.4]);
+    }
+
+    #[test]
+    fn flat_adamw_two_steps_by_hand() {
+        // β₁ 0.9, β₂ 0.99, wd 0.01, lr 0.1; p = [1, -2, 0.5].
+        let mut opt = FlatAdamW::new(&train_config(0.9, 0.99, 0.01), 3);
+        let mut p = vec![1.0f32, -2.0, 0.5];
+        // Step 1, g = [0.6, 0, -0.8]: m̂ = g, v̂ = g², δ = g / (|g| + 1e-8) ≈ sign(g) (0 for
+        // g = 0). p·(1 − 0.1·0.01) − 0.1·δ = [0.999 − 0.1, −1.998, 0.4995 + 0.1].
+        opt.step(0.1, &mut p, &[0.6, 0.0, -0.8]);
+        assert_eq!(opt.time, 1);
+        let close = |a: f32, b: f64, tol: f64| (a as f64 - b).abs() < tol;
+        assert!(close(p[0], 0.899, 1e-6), "{p:?}");
+        assert_eq!(p[1], -1.998);
+        assert!(close(p[2], 0.5995, 1e-6), "{p:?}");
+        assert!(close(opt.m[0], 0.06, 1e-7) && close(opt.v[2], 0.0064, 1e-8));
+        // Step 2, g = [-0.6, 0.5, 0]:
+        // p0: m = 0.9·0.06 − 0.06 = −0.006, m̂ = −0.006 / 0.19; v = 0.99·0.0036 + 0.0036 =
+        //     0.007164, v̂ = 0.007164 / 0.0199 = 0.36, √ = 0.6: δ = −1/19.
+        // p1: m = 0.05, v = 0.0025: δ = (0.05/0.19) / √(0.0025/0.0199).
+        // p2: m = −0.072, v = 0.99·0.0064 = 0.006336: δ = (−0.072/0.19) / √(0.006336/0.0199).
+        opt.step(0.1, &mut p, &[-0.6, 0.5, 0.0]);
+        let decay = 1.0 - 0.1 * 0.01;
+        let d1 = (0.05 / 0.19) / (0.0025f64 / 0.0199).sqrt();
+        let d2 = (-0.072 / 0.19) / (0.006336f64 / 0.0199).sqrt();
+        assert!(close(p[0], 0.899 * decay + 0.1 / 19.0, 1e-6), "{p:?}");
+        assert!(close(p[1], -1.998 * decay - 0.1 * d1, 1e-6), "{p:?}");
+        assert!(close(p[2], 0.5995 * decay - 0.1 * d2, 1e-6), "{p:?}");
+        // No weight decay: p moves by −lr·δ alone.
+        let mut opt = FlatAdamW::new(&train_config(0.9, 0.99, 0.0), 1);
+        let mut q = vec![2.0f32];
+        opt.step(0.5, &mut q, &[-3.0]);
+        assert!(close(q[0], 2.5, 1e-6), "{q:?}");
+    }
+
+    #[test]
+    fn flat_adamw_state_round_trips_and_checks_the_layout() {
+        let slot = |name: &str, offset, len| ParamSlot {
+            name: name.into(),
+            shape: vec![len],
+            offset,
+            len,
+        };
+        let slots = vec![slot("a", 0, 2), slot("b", 2, 1)];
+        let t = train_config(0.9, 0.99, 0.01);
+        let mut opt = FlatAdamW::new(&t, 3);
+        let mut p = vec![1.0f32, 2.0, 3.0];
+        opt.step(0.01, &mut p, &[0.5, -1.0, 2.0]);
+        opt.step(0.01, &mut p, &[0.1, 0.2, -0.3]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opt.bin");
+        opt.save(&path, &slots).unwrap();
+        assert_eq!(FlatAdamW::load(&path, &t, &slots).unwrap(), opt);
+
+        let other = vec![slot("a", 0, 2), slot("c", 2, 1)];
+        let e = FlatAdamW::load(&path, &t, &other).unwrap_err().to_string();
+        assert!(
+            e.contains("opt.bin: optimizer: ") && e.contains("layout"),
+            "{e}"
+        );
+        std::fs::write(&path, b"CCADADAM\x05").unwrap();
+        let e = FlatAdamW::load(&path, &t, &slots).unwrap_err().to_string();
+        assert!(e.contains("opt.bin: optimizer: "), "{e}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!     latest                         name of the newest complete checkpoint, e.g. "step-00002000"
 //!     step-00001500/  step-00002000/ the newest `keep_checkpoints`, each complete:
 //!       model.json  model.safetensors   the model (`model::AdModel::load(folder, device)`)
-//!       optimizer.bpk                   AdamW state (burnpack), parameters numbered 1..n
+//!       optimizer.bpk                   AdamW state of the burn engine (burnpack), parameters numbered 1..n
+//!       optimizer-native.bin            or that of the native engine (step count, flat moments)
 //!       state.json                      step, sampler position, seed, counters
 //!       config.toml                     the config at that step
 //!     .step-00002500.tmp-<pid>/      a checkpoint being written (removed on the next start)
@@ -31,15 +32,21 @@ pub const STATS_FILE: &str = "train_stats.json";
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const LATEST_FILE: &str = "latest";
 pub const STATE_FILE: &str = "state.json";
+/// The burn engine's optimiser state.
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// The native engine's optimiser state (`optim::FlatAdamW`).
+pub const NATIVE_OPTIMIZER_FILE: &str = "optimizer-native.bin";
 const STEP_PREFIX: &str = "step-";
 
 /// Config keys that may differ between sessions of one run: they change how a run is watched
 /// or how long it goes, not what it learns. `train.steps` may grow or shrink: the cosine
-/// schedule is then recomputed for the new length from the resumed step on.
+/// schedule is then recomputed for the new length from the resumed step on. `train.engine`
+/// may change here; whether a checkpoint can continue under another engine is the learner's
+/// decision (its optimiser state is engine-specific).
 pub const MAY_CHANGE: &[&str] = &[
     "train.run",
     "train.steps",
+    "train.engine",
     "train.summary_interval",
     "train.eval_interval",
     "train.eval_batches",
@@ -72,6 +79,10 @@ pub struct CheckpointState {
     /// Seconds spent in training steps over all sessions.
     pub train_seconds: f64,
     pub backend: String,
+    /// `"native"` or `"burn"`: the engine that wrote the checkpoint (empty in checkpoints
+    /// from before engines).
+    #[serde(default)]
+    pub engine: String,
 }
 
 /// `runs/<run>` and what lies in it.
@@ -192,6 +203,9 @@ impl RunDir {
                     notices.push(format!(
                         "train.steps changed from {shown} to {new_value}: the learning-rate schedule is recomputed for the new length"
                     ));
+                }
+                if key == "train.engine" && old_value.is_some() {
+                    notices.push(format!("train.engine changed from {shown} to {new_value}"));
                 }
                 continue;
             }
@@ -354,6 +368,7 @@ mod tests {
             lr: 0.0,
             train_seconds: 0.0,
             backend: "flex".into(),
+            engine: "native".into(),
         }
     }
 
@@ -377,6 +392,15 @@ mod tests {
         let notes = run.check_config(&cfg(&["train.steps=99"])).unwrap();
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("train.steps"), "{notes:?}");
+        let notes = run.check_config(&cfg(&["train.engine=burn"])).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("train.engine"), "{notes:?}");
+        // A run folder from before `train.engine` existed: the key is new, not a conflict.
+        let old = cfg(&[]).to_toml_string().replace("engine = \"auto\"\n", "");
+        assert!(!old.contains("engine"));
+        std::fs::write(run.config_path(), old).unwrap();
+        assert!(run.check_config(&cfg(&["train.engine=native"])).is_ok());
+        run.write_config(&cfg(&[])).unwrap();
 
         let e = run
             .check_config(&cfg(&["model.d_model=32"]))

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub struct TrainStats {
     /// `ccad_core::backend::backend_name()`.
     pub backend: String,
+    /// `"native"` or `"burn"`: what computed the training steps (empty in older files).
+    #[serde(default)]
+    pub engine: String,
     /// `"compressed"` or `"window"`.
     pub context: String,
     /// `"query"` or `"dense"`.

@@ -5,21 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
-use ccad_core::config::{Config, TaskSet, TrainConfig};
+use ccad_core::config::{Config, TaskSet, TrainEngine};
 use ccad_core::env::make_env;
 use ccad_core::history::HistoryReader;
 use ccad_core::tb::RunLog;
-use ccad_core::tokens::TokenBatch;
 use ccad_core::{Error, Result, backend};
 use dataset::{Dataset, Prefetcher, Sampler, fixed_batches};
 use model::{AdModel, AdModelConfig, LossMetrics};
 
-use crate::optim::{adamw, clip_global_norm, number_params};
-use crate::run::{CheckpointState, OPTIMIZER_FILE, RunDir, read_state, write_checkpoint};
-use crate::schedule::lr_at;
+use crate::learner::{GradNorm, Learner};
+use crate::run::{CheckpointState, RunDir, read_state, write_checkpoint};
 use crate::stats::{TrainStats, peak_memory_mib};
 
 /// How one invocation trains.
@@ -61,149 +56,6 @@ pub struct TrainOutcome {
     pub stats: Option<TrainStats>,
 }
 
-/// Parameters and optimiser state, and the one function that advances them: shared by the
-/// training loop and the benchmark so both time the same work.
-pub struct Learner {
-    model: Option<AdModel>,
-    optim: ModuleOptimizer,
-    device: Device,
-    train: TrainConfig,
-}
-
-/// One step's host-side results.
-#[derive(Debug, Clone, Copy)]
-pub struct StepOutput {
-    pub metrics: LossMetrics,
-    pub lr: f64,
-}
-
-/// Device seed of step `step`: dropout masks depend on (seed, step) alone, so a resumed run
-/// draws the same masks as an uninterrupted one.
-pub fn step_seed(seed: u64, step: usize) -> u64 {
-    // SplitMix64 finaliser over (seed, step): neighbouring steps get unrelated seeds.
-    let mut z = seed
-        ^ (step as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-impl Learner {
-    /// A freshly initialised model (device seeded with `train.seed`) on `device` (an
-    /// autodiff device).
-    pub fn new(config: &AdModelConfig, train: &TrainConfig, device: &Device) -> Self {
-        backend::seed_device(device, train.seed);
-        let model = number_params(config.init(device));
-        Self {
-            model: Some(model),
-            optim: adamw(train),
-            device: device.clone(),
-            train: train.clone(),
-        }
-    }
-
-    /// Model and optimiser state from a checkpoint folder; the model's shape must be `config`.
-    pub fn resume(
-        dir: &Path,
-        config: &AdModelConfig,
-        train: &TrainConfig,
-        device: &Device,
-    ) -> Result<Self> {
-        let model = AdModel::load(dir, device)?;
-        if model.config() != config {
-            return Err(Error::file(
-                &dir.join(model::CONFIG_FILE),
-                "model",
-                format!(
-                    "checkpoint holds {:?}, the data and config give {:?}; pass --fresh to start over",
-                    model.config(),
-                    config
-                ),
-            ));
-        }
-        let path = dir.join(OPTIMIZER_FILE);
-        let optim = adamw(train)
-            .load(&path)
-            .map_err(|e| Error::file(&path, "optimizer", one_line(&e.to_string())))?;
-        Ok(Self {
-            model: Some(number_params(model)),
-            optim,
-            device: device.clone(),
-            train: train.clone(),
-        })
-    }
-
-    pub fn model(&self) -> &AdModel {
-        self.model.as_ref().expect("model present between steps")
-    }
-
-    /// Replace the training settings (e.g. a longer `train.steps` after resuming).
-    pub fn set_train_config(&mut self, train: &TrainConfig) {
-        self.train = train.clone();
-    }
-
-    /// Optimiser step number `step` (0-based) on `batch`: reseed the device, forward,
-    /// backward, clip the global gradient norm, AdamW with the scheduled learning rate.
-    /// Returns the gradient norm before clipping as a device tensor (read it only when logged).
-    pub fn step(&mut self, batch: &TokenBatch, step: usize) -> (StepOutput, Option<Tensor<1>>) {
-        let lr = lr_at(&self.train, step);
-        backend::seed_device(&self.device, step_seed(self.train.seed, step));
-        let model = self.model.take().expect("model present between steps");
-        let loss = model.loss(batch, &self.device);
-        let mut grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        let norm = clip_global_norm(&model, &mut grads, self.train.grad_clip);
-        self.model = Some(self.optim.step(lr, model, grads));
-        (
-            StepOutput {
-                metrics: loss.metrics(),
-                lr,
-            },
-            norm,
-        )
-    }
-
-    /// Save model and optimiser into a (checkpoint) folder.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        self.model().save(dir)?;
-        let path = dir.join(OPTIMIZER_FILE);
-        self.optim
-            .save(&path)
-            .map_err(|e| Error::file(&path, "optimizer", one_line(&e.to_string())))
-    }
-}
-
-/// Held-out loss and accuracy: means over the labelled positions of all `batches`, with the
-/// model in inference mode (no dropout) on `ccad_core::backend::device()`.
-pub fn held_out_metrics(model: &AdModel, batches: &[TokenBatch]) -> LossMetrics {
-    let device = backend::device();
-    let valid = model.valid();
-    let mut sum = [0.0f64; 4];
-    let (mut n_a, mut n_t) = (0usize, 0usize);
-    for b in batches {
-        let m = valid.loss(b, &device).metrics();
-        sum[0] += m.action as f64 * m.n_action as f64;
-        sum[1] += m.acc_action as f64 * m.n_action as f64;
-        sum[2] += m.token_type as f64 * m.n_token_type as f64;
-        sum[3] += m.acc_token_type as f64 * m.n_token_type as f64;
-        n_a += m.n_action;
-        n_t += m.n_token_type;
-    }
-    let (da, dt) = (n_a.max(1) as f64, n_t.max(1) as f64);
-    let action = (sum[0] / da) as f32;
-    let token_type = (sum[2] / dt) as f32;
-    LossMetrics {
-        total: action + (model.config().type_loss_weight as f32) * token_type,
-        action,
-        token_type,
-        acc_action: (sum[1] / da) as f32,
-        acc_token_type: (sum[3] / dt) as f32,
-        n_action: n_a,
-        n_token_type: n_t,
-    }
-}
-
 /// Train with the config's own paths: `cfg.dataset_path()` into `cfg.run_dir()`.
 pub fn train(
     cfg: &Config,
@@ -219,11 +71,11 @@ struct Interval {
     steps: usize,
     seconds: f64,
     sums: [f64; 5],
-    norm: Option<Tensor<1>>,
+    norm: Option<GradNorm>,
 }
 
 impl Interval {
-    fn add(&mut self, m: &LossMetrics, seconds: f64, norm: Option<Tensor<1>>) {
+    fn add(&mut self, m: &LossMetrics, seconds: f64, norm: Option<GradNorm>) {
         self.steps += 1;
         self.seconds += seconds;
         let v = [
@@ -309,16 +161,23 @@ pub fn train_at(
         }
     };
     learner.set_train_config(t);
+    let engine = learner.engine().as_str();
+    if resumed.is_some() && t.engine == TrainEngine::Auto && learner.engine() != t.engine.resolve()
+    {
+        say(&format!(
+            "train.engine = auto: continuing with the {engine} engine, which wrote the checkpoint"
+        ));
+    }
     let start = resumed.as_ref().map_or(0, |(s, _)| s.step);
     let mut samples_seen = resumed.as_ref().map_or(0, |(s, _)| s.samples_seen);
     let mut train_seconds = resumed.as_ref().map_or(0.0, |(s, _)| s.train_seconds);
     let mut checkpoint = resumed.map(|(_, d)| d);
     let mut last_ckpt_step = start;
     say(&format!(
-        "{} train samples, {} held-out batches, {} parameters, backend {}, steps {start}..{}",
+        "{} train samples, {} held-out batches, {} parameters, backend {}, engine {engine}, steps {start}..{}",
         train_ds.n_samples(),
         held_out.len(),
-        learner.model().num_params(),
+        learner.num_params(),
         backend::backend_name(),
         t.steps
     ));
@@ -350,6 +209,7 @@ pub fn train_at(
 
     let mut stats = TrainStats {
         backend: backend::backend_name().to_string(),
+        engine: engine.to_string(),
         context: enum_name(&cfg.dataset.context),
         objective: enum_name(&cfg.model.objective),
         max_context_tokens: train_ds.max_len(),
@@ -361,7 +221,7 @@ pub fn train_at(
         mean_tokens: 0.0,
         mean_padded_len: 0.0,
         peak_memory_mib: 0.0,
-        n_params: learner.model().num_params(),
+        n_params: learner.num_params(),
     };
     let (mut session_steps, mut session_seconds) = (0usize, 0.0f64);
     let (mut tokens, mut padded) = (0u64, 0u64);
@@ -378,6 +238,7 @@ pub fn train_at(
             lr,
             train_seconds: secs,
             backend: backend::backend_name().to_string(),
+            engine: engine.to_string(),
         };
         write_checkpoint(&run, &state, &config_toml, t.keep_checkpoints, |d| {
             learner.save(d)
@@ -448,11 +309,7 @@ pub fn train_at(
                 log.scalar(tag, sum / n, done);
             }
             if let Some(norm) = interval.norm.take() {
-                log.scalar(
-                    "train/grad_norm",
-                    norm.into_scalar::<f32>() as f64 / n,
-                    done,
-                );
+                log.scalar("train/grad_norm", norm.value() / n, done);
             }
             log.scalar("train/lr", out.lr, done);
             let rate = interval.steps as f64 * t.batch_size as f64 / interval.seconds.max(1e-9);
@@ -471,7 +328,7 @@ pub fn train_at(
         }
 
         if !held_out.is_empty() && (done % t.eval_interval == 0 || done == t.steps) {
-            let h = held_out_metrics(learner.model(), &held_out);
+            let h = learner.held_out_metrics(&held_out);
             log.scalar("test/loss", h.total as f64, done);
             log.scalar("test/loss_action", h.action as f64, done);
             log.scalar("test/acc_action", h.acc_action as f64, done);
@@ -481,7 +338,7 @@ pub fn train_at(
 
         let icl_due = t.icl_interval > 0 && (done % t.icl_interval == 0 || done == t.steps);
         if let Some(probe) = icl.as_deref_mut().filter(|_| icl_due) {
-            let r = probe.run(&learner.model().valid(), done)?;
+            let r = probe.run(&learner.inference_model(), done)?;
             log_icl(&mut log, "train", &r.train_returns, done);
             log_icl(&mut log, "test", &r.test_returns, done);
         }
@@ -547,20 +404,4 @@ fn enum_name<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_seeds_differ_and_repeat() {
-        assert_eq!(step_seed(3, 10), step_seed(3, 10));
-        assert_ne!(step_seed(3, 10), step_seed(3, 11));
-        assert_ne!(step_seed(3, 10), step_seed(4, 10));
-    }
 }

@@ -1,15 +1,20 @@
 //! End-to-end: a tiny history file, a tiny model, a few steps.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use ccad_core::config::Config;
+use ccad_core::config::{Config, TaskSet, TrainEngine};
 use ccad_core::env::{make_env, split_tasks};
 use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
-use ccad_core::tokens::marker_at;
-use model::AdModel;
+use ccad_core::tokens::{TokenBatch, marker_at};
+use dataset::{Dataset, fixed_batches};
+use model::native::{NativeNet, reference_loss_and_grads};
+use model::{AdModel, AdModelConfig};
+use train::learner::{BurnLearner, Learner};
+use train::optim::{FlatAdamW, clip_global_norm_flat};
+use train::schedule::lr_at;
 use train::{TrainOptions, TrainStats, train_at};
 
 /// The device's random generator is shared: training tests run one at a time so each run's
@@ -143,12 +148,23 @@ fn scalars(run: &Path, tag: &str) -> Vec<(i64, f32)> {
 }
 
 #[test]
-fn a_tiny_run_learns_and_logs_every_tag() {
+fn a_tiny_native_run_learns_and_logs_every_tag() {
+    tiny_run_learns_and_logs_every_tag("native");
+}
+
+#[test]
+fn a_tiny_burn_run_learns_and_logs_every_tag() {
+    tiny_run_learns_and_logs_every_tag("burn");
+}
+
+fn tiny_run_learns_and_logs_every_tag(engine: &str) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let engine_override = format!("train.engine={engine}");
     let cfg = config(&[
         "train.steps=60",
         "train.summary_interval=10",
         "train.eval_interval=20",
+        &engine_override,
     ]);
     let f = fixture(&cfg);
     let run = f.root.join("runs/tiny");
@@ -176,7 +192,12 @@ fn a_tiny_run_learns_and_logs_every_tag() {
     let steps: Vec<i64> = loss.iter().map(|s| s.0).collect();
     assert_eq!(steps, vec![10, 20, 30, 40, 50, 60]);
     let (first, last) = (loss[0].1, loss[loss.len() - 1].1);
-    assert!(last < 0.7 * first, "loss did not fall: {loss:?}");
+    assert!(last < 0.7 * first, "{engine}: loss did not fall: {loss:?}");
+    let norms = scalars(&run, "train/grad_norm");
+    assert!(
+        norms.iter().all(|&(_, n)| n.is_finite() && n > 0.0),
+        "{norms:?}"
+    );
     assert_eq!(scalars(&run, "test/acc_action").len(), 3);
     // lr at the last summary: step index 59 of 60, warm-up 2: p = 57/58, tiny but positive.
     let lr = scalars(&run, "train/lr");
@@ -187,6 +208,7 @@ fn a_tiny_run_learns_and_logs_every_tag() {
         serde_json::from_str(&std::fs::read_to_string(run.join("train_stats.json")).unwrap())
             .unwrap();
     assert_eq!((stats.steps_done, stats.batch_size), (60, 16));
+    assert_eq!(stats.engine, engine);
     assert_eq!(
         (stats.context.as_str(), stats.objective.as_str()),
         ("compressed", "query")
@@ -198,9 +220,19 @@ fn a_tiny_run_learns_and_logs_every_tag() {
 }
 
 #[test]
-fn resuming_after_a_kill_gives_the_uninterrupted_parameters() {
+fn resuming_a_native_run_after_a_kill_gives_the_uninterrupted_parameters() {
+    resuming_after_a_kill_gives_the_uninterrupted_parameters("native");
+}
+
+#[test]
+fn resuming_a_burn_run_after_a_kill_gives_the_uninterrupted_parameters() {
+    resuming_after_a_kill_gives_the_uninterrupted_parameters("burn");
+}
+
+fn resuming_after_a_kill_gives_the_uninterrupted_parameters(engine: &str) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cfg = config(&["train.steps=13"]);
+    let engine_override = format!("train.engine={engine}");
+    let cfg = config(&["train.steps=13", &engine_override]);
     let f = fixture(&cfg);
 
     let straight = f.root.join("runs/straight");
@@ -238,7 +270,9 @@ fn resuming_after_a_kill_gives_the_uninterrupted_parameters() {
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
-    assert!(max <= 1e-6, "resumed parameters differ by {max}");
+    assert!(max <= 1e-6, "{engine}: resumed parameters differ by {max}");
+    let state = train::run::read_state(&train::latest_checkpoint(&killed).unwrap().unwrap());
+    assert_eq!(state.unwrap().engine, engine);
     // Both moved away from their initialisation the same way: the run really trained.
     let first = params(
         &AdModel::load(
@@ -323,10 +357,11 @@ fn only_the_newest_checkpoints_are_kept() {
     let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert_eq!(latest, "step-00000011");
     let dir = run.join("checkpoints").join(&latest);
+    let optimizer = train::learner::optimizer_file(cfg.train.engine.resolve());
     for file in [
         "model.json",
         "model.safetensors",
-        "optimizer.bpk",
+        optimizer,
         "state.json",
         "config.toml",
     ] {
@@ -397,4 +432,178 @@ fn evaluate_rollouts_run_during_training() {
             "{curve:?}"
         );
     }
+}
+
+/// The tiny model and one training batch of `cfg` over `f`'s history file.
+fn model_and_batch(cfg: &Config, f: &Fixture) -> (AdModelConfig, TokenBatch) {
+    let ds = Arc::new(Dataset::load(&f.data, cfg, TaskSet::Train).unwrap());
+    let env = make_env(&cfg.env);
+    let model_cfg = AdModelConfig::new(
+        &cfg.model,
+        ds.feat_dim(),
+        env.n_states(),
+        env.n_actions(),
+        ds.max_len(),
+    );
+    let batch = fixed_batches(&ds, 1, cfg.train.batch_size, 7).remove(0);
+    (model_cfg, batch)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+fn learner_params(l: &Learner) -> Vec<f32> {
+    match l {
+        Learner::Burn(b) => NativeNet::from_model(b.model()).unwrap().params().to_vec(),
+        Learner::Native(n) => n.net().params().to_vec(),
+    }
+}
+
+/// The native engine's AdamW and clipping, fed burn's own gradients, follow burn's optimiser
+/// over three steps (bias correction, moments and weight decay past the first step), with the
+/// clip active; then one whole native step (its own forward and backward) against one burn
+/// step from the same initial weights. Dropout 0, so dropout numbers play no part.
+#[test]
+fn native_steps_follow_burn_steps() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&[
+        "train.steps=20",
+        "model.dropout=0",
+        "train.grad_clip=0.5",
+        "train.weight_decay=0.1",
+    ]);
+    let f = fixture(&cfg);
+    let (model_cfg, batch) = model_and_batch(&cfg, &f);
+    let t = &cfg.train;
+    let device = ccad_core::backend::autodiff_device();
+
+    let mut burn = BurnLearner::new(&model_cfg, t, &device);
+    let mut net = NativeNet::from_model(burn.model()).unwrap();
+    let mut optim = FlatAdamW::new(t, net.n_params());
+    let mut clipped = 0;
+    for step in 0..3 {
+        let (_, mut grads) = reference_loss_and_grads(burn.model(), &batch, &device);
+        let norm = clip_global_norm_flat(&mut grads, t.grad_clip);
+        clipped += (norm > t.grad_clip as f32) as usize;
+        optim.step(lr_at(t, step), net.params_mut(), &grads);
+        let (_, burn_norm) = burn.step(&batch, step);
+        let burn_norm = burn_norm.unwrap().into_scalar::<f32>();
+        assert!(
+            (norm - burn_norm).abs() <= 1e-5 * burn_norm,
+            "{norm} vs {burn_norm}"
+        );
+        let burn_params = NativeNet::from_model(burn.model()).unwrap();
+        let max = max_abs_diff(net.params(), burn_params.params());
+        assert!(
+            max <= 1e-6,
+            "step {step}: flat AdamW differs from burn's by {max}"
+        );
+    }
+    assert!(clipped > 0, "the clip never engaged");
+    assert_eq!(optim.time, 3);
+
+    let engine = |e: TrainEngine| {
+        let mut t = t.clone();
+        t.engine = e;
+        Learner::new(&model_cfg, &t, &device)
+    };
+    let (mut native, mut burn) = (engine(TrainEngine::Native), engine(TrainEngine::Burn));
+    assert_eq!(native.engine(), TrainEngine::Native);
+    assert_eq!(burn.engine(), TrainEngine::Burn);
+    let before = learner_params(&native);
+    assert_eq!(before, learner_params(&burn), "same initial weights");
+    let Learner::Burn(b) = &burn else {
+        unreachable!()
+    };
+    let (_, grads) = reference_loss_and_grads(b.model(), &batch, &device);
+    let (a, na) = native.step(&batch, 0);
+    let (b, nb) = burn.step(&batch, 0);
+    assert!((a.metrics.total - b.metrics.total).abs() < 1e-5);
+    assert_eq!(a.lr, b.lr);
+    let (na, nb) = (na.unwrap().value(), nb.unwrap().value());
+    assert!((na - nb).abs() <= 1e-5 * nb, "grad norm {na} vs {nb}");
+    let (pa, pb) = (learner_params(&native), learner_params(&burn));
+    assert!(
+        max_abs_diff(&pa, &before) > 1e-3,
+        "the step moved the weights"
+    );
+    // The engines' gradients agree to ~1e-7. Adam's first step moves each weight by
+    // lr·g/(|g| + 1e-8): where |g| (after clipping) is near ε that amplifies the rounding
+    // difference, up to 2·lr in the worst case (a near-zero gradient of opposite signs).
+    // Those few weights get that bound; weights without a gradient (unused positions and
+    // states) only decay, identically; every other weight must agree to 1e-5.
+    let (mut max, mut loose) = (0.0f32, 0);
+    for ((x, y), g) in pa.iter().zip(&pb).zip(&grads) {
+        let d = (x - y).abs();
+        if *g == 0.0 {
+            assert_eq!(x, y, "a weight without gradient");
+        } else if g.abs() >= 1e-3 {
+            max = max.max(d);
+        } else {
+            loose += 1;
+            assert!(d <= 2.0 * a.lr as f32 + 1e-6, "{d} at gradient {g}");
+        }
+    }
+    assert!(
+        max <= 1e-5,
+        "one native step differs from one burn step by {max}"
+    );
+    assert!(
+        loose * 20 < pa.len(),
+        "{loose} of {} gradients near 0",
+        pa.len()
+    );
+}
+
+#[test]
+fn a_checkpoint_continues_only_under_its_own_engine() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&["train.steps=5", "train.engine=native"]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/engines");
+    train_at(&cfg, &f.data, &run, &quiet(), None).unwrap();
+    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
+    assert!(dir.join("optimizer-native.bin").is_file());
+    assert!(!dir.join("optimizer.bpk").exists());
+
+    // Asking for burn: refused, one line naming the file, the engine and the way on.
+    let as_burn = config(&["train.steps=7", "train.engine=burn"]);
+    let err = train_at(&as_burn, &f.data, &run, &quiet(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("step-00000005/optimizer-native.bin: train.engine: ")
+            && err.contains("written by the native engine")
+            && err.contains("--engine native")
+            && !err.contains('\n'),
+        "{err}"
+    );
+    // auto continues with the engine that wrote the checkpoint.
+    let auto = config(&["train.steps=7"]);
+    let out = train_at(&auto, &f.data, &run, &quiet(), None).unwrap();
+    assert_eq!(out.steps_done, 7);
+    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
+    assert_eq!(train::run::read_state(&dir).unwrap().engine, "native");
+
+    // The same the other way round: a burn checkpoint refuses native, auto keeps burn.
+    let burn = config(&["train.steps=5", "train.engine=burn"]);
+    let run = f.root.join("runs/engines-burn");
+    train_at(&burn, &f.data, &run, &quiet(), None).unwrap();
+    let as_native = config(&["train.steps=7", "train.engine=native"]);
+    let err = train_at(&as_native, &f.data, &run, &quiet(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("optimizer.bpk: train.engine: ") && err.contains("--engine burn"),
+        "{err}"
+    );
+    train_at(&auto, &f.data, &run, &quiet(), None).unwrap();
+    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
+    assert_eq!(train::run::read_state(&dir).unwrap().engine, "burn");
+    assert!(dir.join("optimizer.bpk").is_file());
 }

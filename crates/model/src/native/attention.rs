@@ -2,7 +2,9 @@
 //! `j ≤ i` half of the score matrix. Inputs are the fused projection rows `[T, 3d]`
 //! (query | key | value, heads side by side within each), as `AdModel`'s `attn.qkv` gives.
 
-use super::ops::{Site, View, mm_view};
+use ccad_core::wide_fn;
+
+use super::ops::{Site, View, dot8, exp, max8, mm_view, sum8};
 
 /// Sizes shared by the forward and backward passes.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +43,12 @@ pub(crate) fn forward(
     let (d, dh, scale) = (s.d, s.dh(), s.scale());
     let t = qkv.len() / (3 * d);
     let tt = t * t;
-    let mut dropped = if drop.is_some() { vec![0.0f32; tt] } else { Vec::new() };
+    let mut dropped = if drop.is_some() {
+        vec![0.0f32; tt]
+    } else {
+        Vec::new()
+    };
+    let mut factors = dropped.clone();
     for h in 0..s.heads {
         let probs = &mut p[h * tt..(h + 1) * tt];
         mm_view(
@@ -52,25 +59,16 @@ pub(crate) fn forward(
             scale,
             false,
         );
-        for i in 0..t {
-            let row = &mut probs[i * t..(i + 1) * t];
-            let (seen, future) = row.split_at_mut(i + 1);
-            future.fill(0.0);
-            let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for r in seen.iter_mut() {
-                *r = (*r - max).exp();
-                sum += *r;
-            }
-            let inv = 1.0 / sum;
-            seen.iter_mut().for_each(|r| *r *= inv);
-        }
+        causal_softmax(probs, t);
         let weights: &[f32] = match drop {
             Some((site, first)) => {
-                let base = first + (h * tt) as u64;
-                for (k, (o, &v)) in dropped.iter_mut().zip(probs.iter()).enumerate() {
-                    *o = if v == 0.0 { 0.0 } else { v * site.factor(base + k as u64) };
-                }
+                drop_square(
+                    site.sub(first + h as u64),
+                    probs,
+                    &mut dropped,
+                    &mut factors,
+                    t,
+                );
                 &dropped
             }
             None => probs,
@@ -99,22 +97,27 @@ pub(crate) fn backward(
     let t = qkv.len() / (3 * d);
     let tt = t * t;
     let mut dweights = vec![0.0f32; tt];
-    let mut factors = if drop.is_some() { vec![0.0f32; tt] } else { Vec::new() };
-    let mut dropped = if drop.is_some() { vec![0.0f32; tt] } else { Vec::new() };
+    let mut factors = if drop.is_some() {
+        vec![0.0f32; tt]
+    } else {
+        Vec::new()
+    };
+    let mut dropped = if drop.is_some() {
+        vec![0.0f32; tt]
+    } else {
+        Vec::new()
+    };
     for h in 0..s.heads {
         let probs = &p[h * tt..(h + 1) * tt];
         let weights: &[f32] = match drop {
             Some((site, first)) => {
-                let base = first + (h * tt) as u64;
-                for (k, ((f, o), &v)) in factors
-                    .iter_mut()
-                    .zip(dropped.iter_mut())
-                    .zip(probs)
-                    .enumerate()
-                {
-                    *f = site.factor(base + k as u64);
-                    *o = v * *f;
-                }
+                drop_square(
+                    site.sub(first + h as u64),
+                    probs,
+                    &mut dropped,
+                    &mut factors,
+                    t,
+                );
                 &dropped
             }
             None => probs,
@@ -138,20 +141,7 @@ pub(crate) fn backward(
             false,
         );
         // Through dropout, then softmax: ds = p ∘ (dp − Σ p dp), zero above the diagonal.
-        for i in 0..t {
-            let row = &probs[i * t..(i + 1) * t];
-            let dw = &mut dweights[i * t..(i + 1) * t];
-            if drop.is_some() {
-                dw.iter_mut()
-                    .zip(&factors[i * t..(i + 1) * t])
-                    .for_each(|(g, f)| *g *= f);
-            }
-            let dot: f32 = row[..=i].iter().zip(&dw[..=i]).map(|(p, g)| p * g).sum();
-            for j in 0..=i {
-                dw[j] = row[j] * (dw[j] - dot);
-            }
-            dw[i + 1..].fill(0.0);
-        }
+        softmax_backward(probs, &mut dweights, &factors, t);
         let ds = &dweights;
         // dq_h = scale · ds · k_h,  dk_h = scale · dsᵀ · q_h
         mm_view(
@@ -170,5 +160,64 @@ pub(crate) fn backward(
             scale,
             false,
         );
+    }
+}
+
+wide_fn! {
+    /// Row `i` of `probs [T, T]`: softmax over `j ≤ i`, zeros after.
+    fn causal_softmax(probs: &mut [f32], t: usize) {
+        for i in 0..t {
+            let row = &mut probs[i * t..(i + 1) * t];
+            let (seen, future) = row.split_at_mut(i + 1);
+            future.fill(0.0);
+            let max = max8(seen);
+            for r in seen.iter_mut() {
+                *r = exp(*r - max);
+            }
+            let inv = 1.0 / sum8(seen);
+            seen.iter_mut().for_each(|r| *r *= inv);
+        }
+    }
+}
+
+wide_fn! {
+    /// `factors` = the square's dropout multipliers, `dropped = probs ∘ factors`, over `j ≤ i`
+    /// (zeros after).
+    fn drop_square(site: Site, probs: &[f32], dropped: &mut [f32], factors: &mut [f32], t: usize) {
+        for i in 0..t {
+            let r = i * t..(i + 1) * t;
+            let (f, o, p) = (&mut factors[r.clone()], &mut dropped[r.clone()], &probs[r]);
+            let first = (i * t) as u32;
+            let (f, f_future) = f.split_at_mut(i + 1);
+            let (o, o_future) = o.split_at_mut(i + 1);
+            for (j, ((f, o), p)) in f.iter_mut().zip(o.iter_mut()).zip(&p[..=i]).enumerate() {
+                *f = site.factor(first + j as u32);
+                *o = p * *f;
+            }
+            f_future.fill(0.0);
+            o_future.fill(0.0);
+        }
+    }
+}
+
+wide_fn! {
+    /// `dw ← p ∘ (dw·f − Σ_j p·dw·f)` row by row over `j ≤ i` (`f`: dropout factors, empty
+    /// without dropout), zeros after.
+    fn softmax_backward(probs: &[f32], dw: &mut [f32], factors: &[f32], t: usize) {
+        for i in 0..t {
+            let row = &probs[i * t..(i + 1) * t];
+            let g = &mut dw[i * t..(i + 1) * t];
+            if !factors.is_empty() {
+                g.iter_mut()
+                    .zip(&factors[i * t..(i + 1) * t])
+                    .for_each(|(g, f)| *g *= f);
+            }
+            let (seen, future) = g.split_at_mut(i + 1);
+            let dot = dot8(&row[..=i], seen);
+            for (g, p) in seen.iter_mut().zip(&row[..=i]) {
+                *g = p * (*g - dot);
+            }
+            future.fill(0.0);
+        }
     }
 }

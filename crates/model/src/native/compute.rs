@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use super::attention::{self, Shape};
 use super::ops::{
-    Dropout, add_bias, add_column_sums, gelu, gelu_backward, layer_norm, layer_norm_backward, mm,
-    mm_nt, mm_tn, split_lengths,
+    Dropout, Pool, add_bias, add_column_sums, gelu, gelu_backward, layer_norm, layer_norm_backward,
+    mm, mm_nt, mm_tn, split_lengths,
 };
 use super::{NativeNet, Offsets};
 use crate::LossMetrics;
@@ -44,13 +44,35 @@ struct Packed {
 fn pack(net: &NativeNet, b: &TokenBatch) -> Packed {
     let c = &net.config;
     let (l, f) = (b.seq_len, b.feat_dim);
-    assert_eq!(f, c.feat_dim, "TokenBatch.feat_dim differs from the model's");
-    assert!(l <= c.max_len, "TokenBatch.seq_len exceeds the model's max_len");
-    assert_eq!(b.features.len(), b.batch * l * f, "TokenBatch.features length");
+    assert_eq!(
+        f, c.feat_dim,
+        "TokenBatch.feat_dim differs from the model's"
+    );
+    assert!(
+        l <= c.max_len,
+        "TokenBatch.seq_len exceeds the model's max_len"
+    );
+    assert_eq!(
+        b.features.len(),
+        b.batch * l * f,
+        "TokenBatch.features length"
+    );
     assert_eq!(b.kinds.len(), b.batch * l, "TokenBatch.kinds length");
-    assert_eq!(b.state_index.len(), b.batch * l, "TokenBatch.state_index length");
-    assert_eq!(b.target_action.len(), b.batch * l, "TokenBatch.target_action length");
-    assert_eq!(b.target_type.len(), b.batch * l, "TokenBatch.target_type length");
+    assert_eq!(
+        b.state_index.len(),
+        b.batch * l,
+        "TokenBatch.state_index length"
+    );
+    assert_eq!(
+        b.target_action.len(),
+        b.batch * l,
+        "TokenBatch.target_action length"
+    );
+    assert_eq!(
+        b.target_type.len(),
+        b.batch * l,
+        "TokenBatch.target_type length"
+    );
     assert_eq!(b.lengths.len(), b.batch, "TokenBatch.lengths length");
     let n: usize = b.lengths.iter().sum();
     let mut p = Packed {
@@ -70,8 +92,7 @@ fn pack(net: &NativeNet, b: &TokenBatch) -> Packed {
         let row0 = s * l;
         // Labels on padding would count in burn's loss and not here: refuse them.
         assert!(
-            (row0 + len..row0 + l)
-                .all(|r| b.target_action[r] < 0 && b.target_type[r] < 0),
+            (row0 + len..row0 + l).all(|r| b.target_action[r] < 0 && b.target_type[r] < 0),
             "TokenBatch: a label past the sequence's length"
         );
         if len == 0 {
@@ -82,14 +103,18 @@ fn pack(net: &NativeNet, b: &TokenBatch) -> Packed {
         p.probs_total += attention::probs_len(c.n_heads, len);
         for r in row0..row0 + len {
             let kind = b.kinds[r];
-            assert!(kind <= token_kind::QUERY, "TokenBatch.kinds: not a token_kind");
+            assert!(
+                kind <= token_kind::QUERY,
+                "TokenBatch.kinds: not a token_kind"
+            );
             let state = b.state_index[r];
             assert!(
                 (0..c.n_states as i32).contains(&state),
                 "TokenBatch.state_index outside [0, {})",
                 c.n_states
             );
-            p.features.extend_from_slice(&b.features[r * f..(r + 1) * f]);
+            p.features
+                .extend_from_slice(&b.features[r * f..(r + 1) * f]);
             p.kinds.push(kind);
             p.state.push(state as usize);
             p.position.push(r - row0);
@@ -155,7 +180,9 @@ fn cross_entropy(
         let argmax = z
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 { (i, v) } else { best }
+            })
             .0;
         if let Some(o) = out {
             for (i, (o, &v)) in o.iter_mut().zip(z).enumerate() {
@@ -191,7 +218,11 @@ fn cross_entropy(
             })
             .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1)),
     };
-    ((loss / denom as f64) as f32, (hits / denom as f64) as f32, count)
+    (
+        (loss / denom as f64) as f32,
+        (hits / denom as f64) as f32,
+        count,
+    )
 }
 
 /// Forward (and, with `grads`, backward) of one batch.
@@ -216,8 +247,17 @@ pub(crate) fn train_step(
 
     // Embedding.
     let kinds = kind_table(net);
-    let mut trans = vec![0.0f32; n * d];
-    mm(n, f, d, &p.features, &w[at.transition_w..], &mut trans, false);
+    let pool = &net.pool;
+    let mut trans = pool.take(n * d);
+    mm(
+        n,
+        f,
+        d,
+        &p.features,
+        &w[at.transition_w..],
+        &mut trans,
+        false,
+    );
     let mut x = trans;
     x.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
         let kind = p.kinds[r];
@@ -239,24 +279,25 @@ pub(crate) fn train_step(
         }
     });
     if let Some(dr) = drop {
-        dr.site(SITE_EMBED).apply(&mut x, 0);
+        dr.site(SITE_EMBED).apply(&mut x);
     }
 
     // Blocks.
+    let mut o = pool.take(n * d);
     let mut caches: Vec<LayerCache> = Vec::with_capacity(c.n_layers);
     for (li, la) in at.layers.iter().enumerate() {
         let mut lc = LayerCache {
-            xhat1: vec![0.0; n * d],
-            rstd1: vec![0.0; n],
-            a1: vec![0.0; n * d],
-            qkv: vec![0.0; n * 3 * d],
-            probs: vec![0.0; p.probs_total],
-            ctx: vec![0.0; n * d],
-            xhat2: vec![0.0; n * d],
-            rstd2: vec![0.0; n],
-            a2: vec![0.0; n * d],
-            hpre: vec![0.0; n * ff],
-            hact: vec![0.0; n * ff],
+            xhat1: pool.take(n * d),
+            rstd1: pool.take(n),
+            a1: pool.take(n * d),
+            qkv: pool.take(n * 3 * d),
+            probs: pool.take(p.probs_total),
+            ctx: pool.take(n * d),
+            xhat2: pool.take(n * d),
+            rstd2: pool.take(n),
+            a2: pool.take(n * d),
+            hpre: pool.take(n * ff),
+            hact: pool.take(n * ff),
         };
         layer_norm(
             &x,
@@ -293,11 +334,10 @@ pub(crate) fn train_step(
                     attention::forward(shape, rows, ctx, probs, dr);
                 });
         }
-        let mut o = vec![0.0f32; n * d];
         mm(n, d, d, &lc.ctx, &w[la.out_w..], &mut o, false);
         add_bias(&mut o, &w[la.out_b..la.out_b + d]);
         if let Some(dr) = drop {
-            dr.site(site_resid(li)).apply(&mut o, 0);
+            dr.site(site_resid(li)).apply(&mut o);
         }
         x.par_iter_mut().zip(&o).for_each(|(x, o)| *x += o);
         layer_norm(
@@ -314,14 +354,14 @@ pub(crate) fn train_step(
         mm(n, ff, d, &lc.hact, &w[la.fc_out_w..], &mut o, false);
         add_bias(&mut o, &w[la.fc_out_b..la.fc_out_b + d]);
         if let Some(dr) = drop {
-            dr.site(site_mlp(li)).apply(&mut o, 0);
+            dr.site(site_mlp(li)).apply(&mut o);
         }
         x.par_iter_mut().zip(&o).for_each(|(x, o)| *x += o);
         caches.push(lc);
     }
 
     // Final norm and heads.
-    let (mut xf, mut xhatf, mut rstdf) = (vec![0.0f32; n * d], vec![0.0f32; n * d], vec![0.0; n]);
+    let (mut xf, mut xhatf, mut rstdf) = (pool.take(n * d), pool.take(n * d), pool.take(n));
     layer_norm(
         &x,
         &w[at.norm_g..at.norm_g + d],
@@ -331,10 +371,10 @@ pub(crate) fn train_step(
         &mut rstdf,
     );
     let (na, nt) = (c.n_actions, token_type::COUNT);
-    let mut la_ = vec![0.0f32; n * na];
+    let mut la_ = pool.take(n * na);
     mm(n, d, na, &xf, &w[at.action_w..], &mut la_, false);
     add_bias(&mut la_, &w[at.action_b..at.action_b + na]);
-    let mut lt = vec![0.0f32; n * nt];
+    let mut lt = pool.take(n * nt);
     mm(n, d, nt, &xf, &w[at.type_w..], &mut lt, false);
     add_bias(&mut lt, &w[at.type_b..at.type_b + nt]);
 
@@ -342,58 +382,103 @@ pub(crate) fn train_step(
     let Some(g) = grads else {
         let (action, acc_a, n_a) = cross_entropy(&la_, na, &p.target_action, None);
         let (kind, acc_t, n_t) = cross_entropy(&lt, nt, &p.target_type, None);
+        give_back(pool, caches, [x, o, xf, xhatf, rstdf, la_, lt]);
         return metrics(action, kind, acc_a, acc_t, n_a, n_t, type_weight);
     };
 
     // Backward.
     g.fill(0.0);
-    let mut dla = vec![0.0f32; n * na];
-    let mut dlt = vec![0.0f32; n * nt];
+    let mut dla = pool.take(n * na);
+    let mut dlt = pool.take(n * nt);
     let (action, acc_a, n_a) = cross_entropy(&la_, na, &p.target_action, Some((&mut dla, 1.0)));
-    let (kind, acc_t, n_t) =
-        cross_entropy(&lt, nt, &p.target_type, Some((&mut dlt, type_weight)));
-    mm_tn(d, n, na, &xf, &dla, &mut g[at.action_w..at.action_w + d * na], true);
+    let (kind, acc_t, n_t) = cross_entropy(&lt, nt, &p.target_type, Some((&mut dlt, type_weight)));
+    mm_tn(
+        d,
+        n,
+        na,
+        &xf,
+        &dla,
+        &mut g[at.action_w..at.action_w + d * na],
+        true,
+    );
     add_column_sums(&dla, na, &mut g[at.action_b..at.action_b + na]);
-    mm_tn(d, n, nt, &xf, &dlt, &mut g[at.type_w..at.type_w + d * nt], true);
+    mm_tn(
+        d,
+        n,
+        nt,
+        &xf,
+        &dlt,
+        &mut g[at.type_w..at.type_w + d * nt],
+        true,
+    );
     add_column_sums(&dlt, nt, &mut g[at.type_b..at.type_b + nt]);
-    let mut dxf = vec![0.0f32; n * d];
+    let mut dxf = pool.take(n * d);
     mm_nt(n, na, d, &dla, &w[at.action_w..], &mut dxf, false);
     mm_nt(n, nt, d, &dlt, &w[at.type_w..], &mut dxf, true);
-    let mut dx = vec![0.0f32; n * d];
+    let mut dx = pool.zeros(n * d);
     ln_backward_into(g, at.norm_g, at.norm_b, &dxf, &xhatf, &rstdf, w, &mut dx);
 
-    let mut dbuf = vec![0.0f32; n * d];
-    let mut dh = vec![0.0f32; n * ff];
-    let mut dqkv = vec![0.0f32; n * 3 * d];
+    let mut dbuf = pool.take(n * d);
+    let mut dh = pool.take(n * ff);
+    let mut dqkv = pool.take(n * 3 * d);
+    let mut dctx = pool.take(n * d);
     for (li, (la, lc)) in at.layers.iter().zip(&caches).enumerate().rev() {
         // MLP branch: dx is the gradient of the block's output.
         dbuf.copy_from_slice(&dx);
         if let Some(dr) = drop {
-            dr.site(site_mlp(li)).apply(&mut dbuf, 0);
+            dr.site(site_mlp(li)).apply(&mut dbuf);
         }
-        mm_tn(ff, n, d, &lc.hact, &dbuf, &mut g[la.fc_out_w..la.fc_out_w + ff * d], true);
+        mm_tn(
+            ff,
+            n,
+            d,
+            &lc.hact,
+            &dbuf,
+            &mut g[la.fc_out_w..la.fc_out_w + ff * d],
+            true,
+        );
         add_column_sums(&dbuf, d, &mut g[la.fc_out_b..la.fc_out_b + d]);
         mm_nt(n, d, ff, &dbuf, &w[la.fc_out_w..], &mut dh, false);
         gelu_backward(&lc.hpre, &mut dh);
-        mm_tn(d, n, ff, &lc.a2, &dh, &mut g[la.fc_in_w..la.fc_in_w + d * ff], true);
+        mm_tn(
+            d,
+            n,
+            ff,
+            &lc.a2,
+            &dh,
+            &mut g[la.fc_in_w..la.fc_in_w + d * ff],
+            true,
+        );
         add_column_sums(&dh, ff, &mut g[la.fc_in_b..la.fc_in_b + ff]);
         mm_nt(n, ff, d, &dh, &w[la.fc_in_w..], &mut dbuf, false);
-        ln_backward_into(g, la.ln2_g, la.ln2_b, &dbuf, &lc.xhat2, &lc.rstd2, w, &mut dx);
+        ln_backward_into(
+            g, la.ln2_g, la.ln2_b, &dbuf, &lc.xhat2, &lc.rstd2, w, &mut dx,
+        );
 
         // Attention branch: dx is now the gradient of the block's midpoint.
         dbuf.copy_from_slice(&dx);
         if let Some(dr) = drop {
-            dr.site(site_resid(li)).apply(&mut dbuf, 0);
+            dr.site(site_resid(li)).apply(&mut dbuf);
         }
-        mm_tn(d, n, d, &lc.ctx, &dbuf, &mut g[la.out_w..la.out_w + d * d], true);
+        mm_tn(
+            d,
+            n,
+            d,
+            &lc.ctx,
+            &dbuf,
+            &mut g[la.out_w..la.out_w + d * d],
+            true,
+        );
         add_column_sums(&dbuf, d, &mut g[la.out_b..la.out_b + d]);
-        let mut dctx = vec![0.0f32; n * d];
         mm_nt(n, d, d, &dbuf, &w[la.out_w..], &mut dctx, false);
         {
             let site = attn_drop.map(|dr| dr.site(site_attn(li)));
             let parts = split_lengths(
                 &mut dqkv,
-                &p.seqs.iter().map(|&(_, len)| len * 3 * d).collect::<Vec<_>>(),
+                &p.seqs
+                    .iter()
+                    .map(|&(_, len)| len * 3 * d)
+                    .collect::<Vec<_>>(),
             );
             parts.into_par_iter().enumerate().for_each(|(s, dq)| {
                 let (row0, len) = p.seqs[s];
@@ -410,23 +495,44 @@ pub(crate) fn train_step(
                 );
             });
         }
-        mm_tn(d, n, 3 * d, &lc.a1, &dqkv, &mut g[la.qkv_w..la.qkv_w + d * 3 * d], true);
+        mm_tn(
+            d,
+            n,
+            3 * d,
+            &lc.a1,
+            &dqkv,
+            &mut g[la.qkv_w..la.qkv_w + d * 3 * d],
+            true,
+        );
         add_column_sums(&dqkv, 3 * d, &mut g[la.qkv_b..la.qkv_b + 3 * d]);
         mm_nt(n, 3 * d, d, &dqkv, &w[la.qkv_w..], &mut dbuf, false);
-        ln_backward_into(g, la.ln1_g, la.ln1_b, &dbuf, &lc.xhat1, &lc.rstd1, w, &mut dx);
+        ln_backward_into(
+            g, la.ln1_g, la.ln1_b, &dbuf, &lc.xhat1, &lc.rstd1, w, &mut dx,
+        );
     }
 
     // Embedding backward.
     if let Some(dr) = drop {
-        dr.site(SITE_EMBED).apply(&mut dx, 0);
+        dr.site(SITE_EMBED).apply(&mut dx);
     }
     // Features are zero outside transitions, so the weight gradient needs no mask.
-    mm_tn(f, n, d, &p.features, &dx, &mut g[at.transition_w..at.transition_w + f * d], true);
+    mm_tn(
+        f,
+        n,
+        d,
+        &p.features,
+        &dx,
+        &mut g[at.transition_w..at.transition_w + f * d],
+        true,
+    );
     for r in 0..n {
         let row = &dx[r * d..(r + 1) * d];
         let kind = p.kinds[r];
         let mut add = |off: usize| {
-            g[off..off + d].iter_mut().zip(row).for_each(|(g, v)| *g += v);
+            g[off..off + d]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(g, v)| *g += v);
         };
         match kind {
             token_kind::TRANSITION => add(at.transition_b),
@@ -438,7 +544,24 @@ pub(crate) fn train_step(
         add(at.token_type + type_of_kind(kind) as usize * d);
         add(at.position + p.position[r] * d);
     }
+    give_back(pool, caches, [x, o, xf, xhatf, rstdf, la_, lt]);
+    for v in [dla, dlt, dxf, dx, dbuf, dh, dqkv, dctx] {
+        pool.give(v);
+    }
     metrics(action, kind, acc_a, acc_t, n_a, n_t, type_weight)
+}
+
+fn give_back<const N: usize>(pool: &Pool, caches: Vec<LayerCache>, more: [Vec<f32>; N]) {
+    for c in caches {
+        for v in [
+            c.xhat1, c.rstd1, c.a1, c.qkv, c.probs, c.ctx, c.xhat2, c.rstd2, c.a2, c.hpre, c.hact,
+        ] {
+            pool.give(v);
+        }
+    }
+    for v in more {
+        pool.give(v);
+    }
 }
 
 /// Layer-norm backward adding `dx` into `dx_acc` and the affine gradients into `g`.

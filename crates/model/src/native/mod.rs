@@ -87,6 +87,8 @@ pub struct NativeNet {
     params: Vec<f32>,
     slots: Vec<ParamSlot>,
     at: Offsets,
+    /// Step buffers reused from one step to the next.
+    pool: ops::Pool,
 }
 
 impl NativeNet {
@@ -115,6 +117,7 @@ impl NativeNet {
             params,
             slots,
             at,
+            pool: ops::Pool::default(),
         })
     }
 
@@ -297,7 +300,11 @@ pub fn reference_loss_and_grads(
     let grads = GradientsParams::from_grads(loss.total.backward(), model);
     let mut gather = Gather {
         grads: &grads,
-        by_name: net.slots.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+        by_name: net
+            .slots
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect(),
         path: Vec::new(),
         out: vec![0.0; net.n_params()],
     };

@@ -178,11 +178,15 @@ fn dropout_masks_depend_on_the_seed_alone() {
 #[test]
 fn dropout_keeps_the_right_share_scaled_up() {
     let site = Dropout::new(0.25, Some(42)).unwrap().site(3);
-    let n = 200_000u64;
+    let n = 200_000u32;
     let factors: Vec<f32> = (0..n).map(|i| site.factor(i)).collect();
     let kept = factors.iter().filter(|&&f| f != 0.0).count() as f64 / n as f64;
     assert!((kept - 0.75).abs() < 0.005, "kept {kept}");
-    assert!(factors.iter().all(|&f| f == 0.0 || (f - 1.0 / 0.75).abs() < 1e-6));
+    assert!(
+        factors
+            .iter()
+            .all(|&f| f == 0.0 || (f - 1.0 / 0.75).abs() < 1e-6)
+    );
     assert!(Dropout::new(0.0, Some(1)).is_none());
     assert!(Dropout::new(0.5, None).is_none());
 }
@@ -234,4 +238,29 @@ fn labels_on_padding_are_refused() {
         .unwrap_or_default();
     assert!(msg.contains("past the sequence's length"), "{msg}");
     assert_eq!(b.target_type[3], IGNORE);
+}
+
+#[test]
+fn fast_exp_and_erf_are_accurate() {
+    use super::ops::{erf, exp};
+    let mut worst = 0.0f64;
+    let mut x = -80.0f32;
+    while x < 80.0 {
+        let want = (x as f64).exp();
+        worst = worst.max(((exp(x) as f64) - want).abs() / want);
+        x += 0.0137;
+    }
+    assert!(worst < 4e-7, "exp relative error {worst}");
+    // Far below the range it is clamped to a tiny positive number, never NaN or negative.
+    assert!(exp(-1e9) >= 0.0 && exp(-1e9) < 1e-37);
+    // erf against values from tables (Abramowitz & Stegun 7.1): erf(0.5), erf(1), erf(2).
+    for (x, want) in [
+        (0.5f32, 0.520_499_9f32),
+        (1.0, 0.842_700_8),
+        (2.0, 0.995_322_3),
+        (0.0, 0.0),
+    ] {
+        assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {}", erf(x));
+        assert!((erf(-x) + want).abs() < 3e-7);
+    }
 }
