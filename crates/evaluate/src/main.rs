@@ -11,8 +11,9 @@ use evaluate::run::{EvalOptions, evaluate_run, load_run_config};
 #[derive(Parser)]
 #[command(about = "In-context evaluation of a trained run with the rolling two-region context")]
 struct Args {
-    /// Run folder (default: runs/<train.run> of --config).
-    #[arg(long, value_name = "DIR")]
+    /// Run folder, or a run name as train's `--run` takes it (runs/NAME); default:
+    /// runs/<train.run> of --config.
+    #[arg(long, value_name = "DIR|NAME")]
     run: Option<PathBuf>,
     /// Output folder (default: <run>/eval).
     #[arg(long, value_name = "DIR")]
@@ -57,7 +58,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> ccad_core::Result<()> {
     let run_dir = match args.run {
-        Some(dir) => dir,
+        Some(dir) => resolve_run(dir),
         None => args.config.load()?.run_dir(),
     };
     // Fail on a bad run folder before the device starts.
@@ -91,4 +92,16 @@ fn run(args: Args) -> ccad_core::Result<()> {
         out.out_dir.display()
     );
     Ok(())
+}
+
+/// `--run NAME` means `runs/NAME` when NAME is a bare name that is not itself a folder here,
+/// so train's and evaluate's `--run` take the same argument.
+fn resolve_run(arg: PathBuf) -> PathBuf {
+    let bare = arg.components().count() == 1;
+    let under_runs = PathBuf::from("runs").join(&arg);
+    if bare && !arg.is_dir() && under_runs.is_dir() {
+        under_runs
+    } else {
+        arg
+    }
 }
