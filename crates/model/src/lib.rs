@@ -14,6 +14,9 @@
 //!   [`KvCache::append`] / [`KvCache::append_rows`] (one token per row),
 //!   [`KvCache::truncate`].
 //! - [`Token`], [`batch_from_tokens`]: contexts as evaluation holds them.
+//! - [`native::NativeNet`]: the same model's training step (forward, loss, backward) in plain
+//!   Rust over one flat parameter vector, for CPU training; converts to and from [`AdModel`] and
+//!   is tested gradient by gradient against burn's autodiff.
 //!
 //! Input contract: [`ccad_core::tokens::TokenBatch`], left-aligned and right-padded.
 //! Padding never reaches a real position (causal attention over left-aligned rows) nor the
