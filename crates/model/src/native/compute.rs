@@ -242,6 +242,15 @@ pub(crate) fn train_step(
     };
     let p = pack(net, batch);
     let n = p.n;
+    let type_weight = c.type_loss_weight as f32;
+    if n == 0 {
+        // No real token: nothing is labelled, the loss is 0 (as burn's masked mean) and so is
+        // every gradient.
+        if let Some(g) = grads {
+            g.fill(0.0);
+        }
+        return metrics(0.0, 0.0, 0.0, 0.0, 0, 0, type_weight);
+    }
     let drop = Dropout::new(c.dropout, seed);
     let attn_drop = Dropout::new(c.attention_dropout, seed);
 
@@ -378,7 +387,6 @@ pub(crate) fn train_step(
     mm(n, d, nt, &xf, &w[at.type_w..], &mut lt, false);
     add_bias(&mut lt, &w[at.type_b..at.type_b + nt]);
 
-    let type_weight = c.type_loss_weight as f32;
     let Some(g) = grads else {
         let (action, acc_a, n_a) = cross_entropy(&la_, na, &p.target_action, None);
         let (kind, acc_t, n_t) = cross_entropy(&lt, nt, &p.target_type, None);
@@ -576,8 +584,8 @@ fn ln_backward_into(
     w: &[f32],
     dx_acc: &mut [f32],
 ) {
-    let d = rstd.len().max(1);
-    let d = dy.len() / d;
+    // Rows are never empty here (`train_step` returns early without tokens).
+    let d = dy.len() / rstd.len();
     let (mut dgam, mut dbet) = (vec![0.0f32; d], vec![0.0f32; d]);
     layer_norm_backward(
         dy,

@@ -264,3 +264,18 @@ fn fast_exp_and_erf_are_accurate() {
         assert!((erf(-x) + want).abs() < 3e-7);
     }
 }
+
+#[test]
+fn a_batch_without_tokens_has_zero_loss_and_gradient() {
+    let cfg = config(0.1);
+    let (m, device) = model(&cfg, 2);
+    let net = NativeNet::from_model(&m).unwrap();
+    let b = batch(3, &[0, 0], 5);
+    let mut g = vec![1.0; net.n_params()];
+    let got = net.loss_and_grads(&b, 4, &mut g);
+    assert_eq!((got.total, got.n_action, got.n_token_type), (0.0, 0, 0));
+    assert!(g.iter().all(|&v| v == 0.0));
+    // burn agrees on the loss.
+    let (want, _) = reference_loss_and_grads(&m, &b, &device);
+    assert_eq!(want.total, 0.0);
+}
