@@ -9,14 +9,13 @@
 //! The computation is the model's (DESIGN §6; `crates/model/src/model.rs`): token embedding
 //! (transition Linear, query-state embedding, token-type embedding plus the `<c>`/`</c>`
 //! embeddings, position embedding), pre-norm blocks `x + attn(ln(x))`, `x + mlp(ln(x))` with
-//! erf GELU, final norm, action and token-type heads. Weights are read by parameter name, so
-//! a change of the model's layout fails loudly in [`NativeModel::from_model`]; the tests
+//! erf GELU, final norm, action and token-type heads. Weights come through
+//! [`model::native::NativeNet`], which reads them by parameter name, so a change of the model's
+//! layout fails loudly in [`NativeModel::from_model`]; the tests
 //! hold both implementations' logits against each other.
 
-use std::collections::HashMap;
-
-use burn::store::{ModuleSnapshot, bridge};
-use ccad_core::tokens::{token_kind, token_type, type_of_kind};
+use ccad_core::tokens::token_type;
+use model::native::NativeNet;
 use model::{AdModel, Token};
 use rayon::prelude::*;
 
@@ -70,72 +69,34 @@ pub struct NativeModel {
 }
 
 impl NativeModel {
-    /// Copy `model`'s weights. Err names a parameter this code expects and did not find (or
-    /// found with another shape): the model's layout changed.
+    /// Copy `model`'s weights, through [`NativeNet`]'s reading of the model's layout. Err names
+    /// a parameter it expects and did not find (or found with another shape): the model's
+    /// layout changed.
     pub fn from_model(model: &AdModel) -> Result<Self, String> {
-        let c = model.config();
-        let mut params: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
-        for t in model.collect(None, None, false) {
-            let data = bridge::to_data(&t).map_err(|e| format!("{}: {e}", t.name))?;
-            let values = data
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("{}: {e:?}", t.name))?;
-            params.insert(t.name.clone(), (t.shape.to_vec(), values));
-        }
-        let mut take = |name: &str, shape: &[usize]| -> Result<Vec<f32>, String> {
-            let (s, v) = params
-                .remove(name)
-                .ok_or_else(|| format!("model parameter {name} not found"))?;
-            if s != shape {
-                return Err(format!(
-                    "model parameter {name} has shape {s:?}, expected {shape:?}"
-                ));
-            }
-            Ok(v)
-        };
+        let net = NativeNet::from_model(model)?;
+        let c = net.config();
+        let (w, at) = (net.params(), net.offsets());
+        let take = |offset: usize, len: usize| w[offset..offset + len].to_vec();
         let (d, ff) = (c.d_model, c.d_ff);
-        let token_types = take("token_type.weight", &[token_type::COUNT, d])?;
-        let open = take("open", &[d])?;
-        let close = take("close", &[d])?;
-        let mut kind = vec![0.0; 4 * d];
-        for k in [
-            token_kind::TRANSITION,
-            token_kind::OPEN,
-            token_kind::CLOSE,
-            token_kind::QUERY,
-        ] {
-            let ty = type_of_kind(k) as usize;
-            let row = &mut kind[k as usize * d..(k as usize + 1) * d];
-            row.copy_from_slice(&token_types[ty * d..(ty + 1) * d]);
-            let marker = match k {
-                token_kind::OPEN => Some(&open),
-                token_kind::CLOSE => Some(&close),
-                _ => None,
-            };
-            if let Some(m) = marker {
-                row.iter_mut().zip(m).for_each(|(r, m)| *r += m);
-            }
-        }
-        let mut layers = Vec::with_capacity(c.n_layers);
-        for i in 0..c.n_layers {
-            let p = |s: &str| format!("blocks.{i}.{s}");
-            layers.push(Layer {
-                ln1_g: take(&p("ln_attn.gamma"), &[d])?,
-                ln1_b: take(&p("ln_attn.beta"), &[d])?,
-                qkv_w: take(&p("attn.qkv.weight"), &[d, 3 * d])?,
-                qkv_b: take(&p("attn.qkv.bias"), &[3 * d])?,
-                out_w: take(&p("attn.out.weight"), &[d, d])?,
-                out_b: take(&p("attn.out.bias"), &[d])?,
-                ln2_g: take(&p("ln_mlp.gamma"), &[d])?,
-                ln2_b: take(&p("ln_mlp.beta"), &[d])?,
-                fc_in_w: take(&p("fc_in.weight"), &[d, ff])?,
-                fc_in_b: take(&p("fc_in.bias"), &[ff])?,
-                fc_out_w: take(&p("fc_out.weight"), &[ff, d])?,
-                fc_out_b: take(&p("fc_out.bias"), &[d])?,
-            });
-        }
-        let me = Self {
+        let layers = at
+            .layers
+            .iter()
+            .map(|la| Layer {
+                ln1_g: take(la.ln1_g, d),
+                ln1_b: take(la.ln1_b, d),
+                qkv_w: take(la.qkv_w, d * 3 * d),
+                qkv_b: take(la.qkv_b, 3 * d),
+                out_w: take(la.out_w, d * d),
+                out_b: take(la.out_b, d),
+                ln2_g: take(la.ln2_g, d),
+                ln2_b: take(la.ln2_b, d),
+                fc_in_w: take(la.fc_in_w, d * ff),
+                fc_in_b: take(la.fc_in_b, ff),
+                fc_out_w: take(la.fc_out_w, ff * d),
+                fc_out_b: take(la.fc_out_b, d),
+            })
+            .collect();
+        Ok(Self {
             d,
             heads: c.n_heads,
             ff,
@@ -143,25 +104,19 @@ impl NativeModel {
             n_states: c.n_states,
             n_actions: c.n_actions,
             max_len: c.max_len,
-            transition_w: take("transition.weight", &[c.feat_dim, d])?,
-            transition_b: take("transition.bias", &[d])?,
-            query: take("query_state.weight", &[c.n_states, d])?,
-            kind,
-            position: take("position.weight", &[c.max_len, d])?,
+            transition_w: take(at.transition_w, c.feat_dim * d),
+            transition_b: take(at.transition_b, d),
+            query: take(at.query, c.n_states * d),
+            kind: net.kind_table(),
+            position: take(at.position, c.max_len * d),
             layers,
-            norm_g: take("norm.gamma", &[d])?,
-            norm_b: take("norm.beta", &[d])?,
-            action_w: take("action_head.weight", &[d, c.n_actions])?,
-            action_b: take("action_head.bias", &[c.n_actions])?,
-            type_w: take("type_head.weight", &[d, token_type::COUNT])?,
-            type_b: take("type_head.bias", &[token_type::COUNT])?,
-        };
-        if let Some(name) = params.keys().next() {
-            return Err(format!(
-                "model parameter {name} is not used by the native copy"
-            ));
-        }
-        Ok(me)
+            norm_g: take(at.norm_g, d),
+            norm_b: take(at.norm_b, d),
+            action_w: take(at.action_w, d * c.n_actions),
+            action_b: take(at.action_b, c.n_actions),
+            type_w: take(at.type_w, d * token_type::COUNT),
+            type_b: take(at.type_b, token_type::COUNT),
+        })
     }
 
     pub fn n_actions(&self) -> usize {

@@ -60,19 +60,7 @@ pub(crate) fn forward(
             false,
         );
         causal_softmax(probs, t);
-        let weights: &[f32] = match drop {
-            Some((site, first)) => {
-                drop_square(
-                    site.sub(first + h as u64),
-                    probs,
-                    &mut dropped,
-                    &mut factors,
-                    t,
-                );
-                &dropped
-            }
-            None => probs,
-        };
+        let weights = dropped_weights(drop, h, probs, &mut dropped, &mut factors, t);
         mm_view(
             (t, t, dh),
             (weights, View::new(0, t, 1)),
@@ -109,19 +97,7 @@ pub(crate) fn backward(
     };
     for h in 0..s.heads {
         let probs = &p[h * tt..(h + 1) * tt];
-        let weights: &[f32] = match drop {
-            Some((site, first)) => {
-                drop_square(
-                    site.sub(first + h as u64),
-                    probs,
-                    &mut dropped,
-                    &mut factors,
-                    t,
-                );
-                &dropped
-            }
-            None => probs,
-        };
+        let weights = dropped_weights(drop, h, probs, &mut dropped, &mut factors, t);
         // d(weights) = dctx_h · v_hᵀ
         mm_view(
             (t, dh, t),
@@ -160,6 +136,25 @@ pub(crate) fn backward(
             scale,
             false,
         );
+    }
+}
+
+/// Head `h`'s attention weights after dropout: `probs` itself without dropout, else
+/// `dropped = probs ∘ factors` (both filled here).
+fn dropped_weights<'a>(
+    drop: Option<(Site, u64)>,
+    h: usize,
+    probs: &'a [f32],
+    dropped: &'a mut [f32],
+    factors: &mut [f32],
+    t: usize,
+) -> &'a [f32] {
+    match drop {
+        Some((site, first)) => {
+            drop_square(site.sub(first + h as u64), probs, dropped, factors, t);
+            dropped
+        }
+        None => probs,
     }
 }
 

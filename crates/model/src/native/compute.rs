@@ -140,28 +140,6 @@ struct LayerCache {
     hact: Vec<f32>,
 }
 
-/// `[4, d]` by token kind: token-type embedding plus the marker's own embedding.
-fn kind_table(net: &NativeNet) -> Vec<f32> {
-    let d = net.config.d_model;
-    let w = &net.params;
-    let at = &net.at;
-    let mut t = vec![0.0f32; 4 * d];
-    for k in 0..4u8 {
-        let ty = type_of_kind(k) as usize;
-        let row = &mut t[k as usize * d..(k as usize + 1) * d];
-        row.copy_from_slice(&w[at.token_type + ty * d..][..d]);
-        let marker = match k {
-            token_kind::OPEN => Some(at.open),
-            token_kind::CLOSE => Some(at.close),
-            _ => None,
-        };
-        if let Some(m) = marker {
-            row.iter_mut().zip(&w[m..m + d]).for_each(|(r, m)| *r += m);
-        }
-    }
-    t
-}
-
 /// Masked softmax cross-entropy of `logits [N, C]` against `labels` (negative = unlabelled).
 /// Returns (mean loss, accuracy, count) and, when `dlogits` is given, writes
 /// `scale · (softmax − onehot) / max(count, 1)` there (0 on unlabelled rows).
@@ -255,7 +233,7 @@ pub(crate) fn train_step(
     let attn_drop = Dropout::new(c.attention_dropout, seed);
 
     // Embedding.
-    let kinds = kind_table(net);
+    let kinds = net.kind_table();
     let pool = &net.pool;
     let mut trans = pool.take(n * d);
     mm(

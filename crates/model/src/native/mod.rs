@@ -30,7 +30,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::{Device, Tensor, TensorData};
-use ccad_core::tokens::{TokenBatch, token_type};
+use ccad_core::tokens::{TokenBatch, token_kind, token_type, type_of_kind};
 
 use crate::{AdModel, AdModelConfig, LossMetrics};
 
@@ -44,9 +44,9 @@ pub struct ParamSlot {
     pub len: usize,
 }
 
-/// Offsets of one block's tensors in the flat vector.
+/// Offsets of one block's tensors in the flat vector ([`NativeNet::params`]).
 #[derive(Debug, Clone)]
-pub(crate) struct LayerAt {
+pub struct LayerAt {
     pub ln1_g: usize,
     pub ln1_b: usize,
     pub qkv_w: usize,
@@ -61,9 +61,10 @@ pub(crate) struct LayerAt {
     pub fc_out_b: usize,
 }
 
-/// Offsets of every tensor the computation reads.
+/// Offsets of every tensor the computation reads, in [`NativeNet::params`]. Weights are
+/// row-major `[d_in, d_out]` (burn's `Linear` layout).
 #[derive(Debug, Clone)]
-pub(crate) struct Offsets {
+pub struct Offsets {
     pub transition_w: usize,
     pub transition_b: usize,
     pub query: usize,
@@ -169,6 +170,33 @@ impl NativeNet {
 
     pub fn params_mut(&mut self) -> &mut [f32] {
         &mut self.params
+    }
+
+    /// Where the computation finds each tensor in [`params`](Self::params).
+    pub fn offsets(&self) -> &Offsets {
+        &self.at
+    }
+
+    /// `[4, d]` by token kind: token-type embedding plus the marker's own embedding for
+    /// `<c>` / `</c>` (one lookup then adds both to a token).
+    pub fn kind_table(&self) -> Vec<f32> {
+        let d = self.config.d_model;
+        let (w, at) = (&self.params, &self.at);
+        let mut t = vec![0.0f32; 4 * d];
+        for k in 0..4u8 {
+            let ty = type_of_kind(k) as usize;
+            let row = &mut t[k as usize * d..(k as usize + 1) * d];
+            row.copy_from_slice(&w[at.token_type + ty * d..][..d]);
+            let marker = match k {
+                token_kind::OPEN => Some(at.open),
+                token_kind::CLOSE => Some(at.close),
+                _ => None,
+            };
+            if let Some(m) = marker {
+                row.iter_mut().zip(&w[m..m + d]).for_each(|(r, m)| *r += m);
+            }
+        }
+        t
     }
 
     /// Where each named tensor lives in [`params`](Self::params) (and in a gradient vector).
