@@ -41,8 +41,8 @@ fn gemm_strided(
     assert!(k == 0 || a.len() > (n - 1) * rs + (k - 1) * cs, "A size");
     assert!(b.len() >= k * m && c.len() >= n * m, "operand sizes");
     let a = Strided { a, rs, cs };
-    if ccad_core::simd::has_wide() {
-        ccad_core::simd::wide(|| gemm_with::<true>(n, k, m, a, b, c, accumulate));
+    if ccad_core::kernels::simd::has_wide() {
+        ccad_core::kernels::simd::wide(|| gemm_with::<true>(n, k, m, a, b, c, accumulate));
     } else {
         gemm_with::<false>(n, k, m, a, b, c, accumulate);
     }

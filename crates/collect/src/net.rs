@@ -163,7 +163,7 @@ fn tanh_slice(v: &mut [f32]) {
 
 /// [`tanh_fast`] over a slice, vectorised with AVX2/FMA where the CPU has them.
 pub fn tanh_in_place(v: &mut [f32]) {
-    ccad_core::simd::wide(|| tanh_slice(v));
+    ccad_core::kernels::simd::wide(|| tanh_slice(v));
 }
 
 /// Activations of one MLP over a batch of `n` inputs, kept for the backward pass.

@@ -5,7 +5,7 @@
 /// applied when below 1). Returns the norm before clipping.
 pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> f32 {
     // Sixteen partial sums: vectorises; f32 is accurate enough for a clipping norm.
-    let norm = ccad_core::simd::wide(|| {
+    let norm = ccad_core::kernels::simd::wide(|| {
         let mut acc = [0f32; 16];
         let mut chunks = g.chunks_exact(16);
         for c in &mut chunks {
@@ -58,7 +58,7 @@ impl Adam {
         let step = self.lr / bc1;
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         let (ms, vs) = (&mut self.m, &mut self.v);
-        ccad_core::simd::wide(|| {
+        ccad_core::kernels::simd::wide(|| {
             for (((p, &g), m), v) in p.iter_mut().zip(g).zip(ms.iter_mut()).zip(vs.iter_mut()) {
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;

@@ -5,6 +5,8 @@
 //! - [`history`]: the learning-history HDF5 schema, writer and reader.
 //! - [`tokens`]: compress markers and token types.
 //! - [`backend`]: the one place that picks the compute device.
+//! - [`kernels`]: flat `f32` kernels (matrix products, norms, activations, dropout, SIMD
+//!   dispatch) for the hand-written numeric paths.
 //! - [`tb`], [`progress`]: TensorBoard logs, Ctrl-C handling, progress bars.
 //! - [`atomic`], [`seed`], [`error`], [`cli`]: output safety, randomness, errors, arguments.
 
@@ -15,9 +17,9 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod history;
+pub mod kernels;
 pub mod progress;
 pub mod seed;
-pub mod simd;
 pub mod tb;
 pub mod tokens;
 

@@ -4,7 +4,10 @@
 
 use ccad_core::wide_fn;
 
-use super::ops::{Site, View, dot8, exp, max8, mm_view, sum8};
+use ccad_core::kernels::activation::exp;
+use ccad_core::kernels::dropout::Site;
+use ccad_core::kernels::matmul::{View, mm_view};
+use ccad_core::kernels::reduce::{dot8, max8, sum8};
 
 /// Sizes shared by the forward and backward passes.
 #[derive(Debug, Clone, Copy)]

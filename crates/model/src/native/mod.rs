@@ -20,7 +20,6 @@
 
 mod attention;
 mod compute;
-mod ops;
 #[cfg(test)]
 mod tests;
 
@@ -89,7 +88,7 @@ pub struct NativeNet {
     slots: Vec<ParamSlot>,
     at: Offsets,
     /// Step buffers reused from one step to the next.
-    pool: ops::Pool,
+    pool: ccad_core::kernels::buffers::Pool,
 }
 
 impl NativeNet {
@@ -118,7 +117,7 @@ impl NativeNet {
             params,
             slots,
             at,
-            pool: ops::Pool::default(),
+            pool: ccad_core::kernels::buffers::Pool::default(),
         })
     }
 

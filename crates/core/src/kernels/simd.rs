@@ -52,7 +52,7 @@ macro_rules! wide_fn {
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
-                if $crate::simd::has_wide() {
+                if $crate::kernels::simd::has_wide() {
                     // SAFETY: the CPU has the features `avx2` is compiled for.
                     return unsafe { avx2($($arg),*) };
                 }

@@ -1,0 +1,213 @@
+//! Row-major matrix products through the `gemm` crate (the kernel burn's CPU backend uses),
+//! strided views for per-head attention products, bias add and bias gradient.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::ROWS_PER_TASK;
+use crate::wide_fn;
+
+/// `c (m×n) = a (m×k) · b (k×n)`, plus the old `c` when `accumulate`.
+pub fn mm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the asserts bound every index gemm reads or writes for these strides.
+    unsafe {
+        raw(
+            m,
+            k,
+            n,
+            c,
+            (a.as_ptr(), k as isize, 1),
+            (b.as_ptr(), n as isize, 1),
+            acc,
+        )
+    }
+}
+
+/// `c (m×n) = aᵀ · b` with `a` stored `k×m` and `b` `k×n` (a weight gradient `Xᵀ dY`).
+pub fn mm_tn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: as in `mm`.
+    unsafe {
+        raw(
+            m,
+            k,
+            n,
+            c,
+            (a.as_ptr(), 1, m as isize),
+            (b.as_ptr(), n as isize, 1),
+            acc,
+        )
+    }
+}
+
+/// `c (m×n) = a · bᵀ` with `a` stored `m×k` and `b` `n×k` (an input gradient `dY Wᵀ`).
+pub fn mm_nt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], acc: bool) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    // SAFETY: as in `mm`.
+    unsafe {
+        raw(
+            m,
+            k,
+            n,
+            c,
+            (a.as_ptr(), k as isize, 1),
+            (b.as_ptr(), 1, k as isize),
+            acc,
+        )
+    }
+}
+
+/// A strided matrix inside a slice: element `(i, j)` at `off + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub struct View {
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl View {
+    pub fn new(off: usize, rs: usize, cs: usize) -> Self {
+        Self { off, rs, cs }
+    }
+
+    /// Panics unless a `rows × cols` matrix through this view fits in `len` elements.
+    fn check(&self, rows: usize, cols: usize, len: usize) {
+        if rows > 0 && cols > 0 {
+            let last = self.off + (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(last < len, "strided view out of bounds");
+        }
+    }
+}
+
+/// `c = scale · a · b (+ c when acc)` on the calling thread, every operand strided:
+/// `a` is `m×k`, `b` `k×n`, `c` `m×n`. For the small per-head products of attention.
+#[allow(clippy::too_many_arguments)]
+pub fn mm_view(
+    (m, k, n): (usize, usize, usize),
+    a: (&[f32], View),
+    b: (&[f32], View),
+    c: (&mut [f32], View),
+    scale: f32,
+    acc: bool,
+) {
+    a.1.check(m, k, a.0.len());
+    b.1.check(k, n, b.0.len());
+    c.1.check(m, n, c.0.len());
+    if m == 0 || n == 0 || k == 0 {
+        assert!(acc || k > 0, "mm_view: empty inner dimension");
+        return;
+    }
+    // SAFETY: `check` bounds every element gemm touches through these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.0.as_mut_ptr().add(c.1.off),
+            c.1.cs as isize,
+            c.1.rs as isize,
+            acc,
+            a.0.as_ptr().add(a.1.off),
+            a.1.cs as isize,
+            a.1.rs as isize,
+            b.0.as_ptr().add(b.1.off),
+            b.1.cs as isize,
+            b.1.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// `(pointer, row stride, column stride)` of an operand.
+type Operand = (*const f32, isize, isize);
+
+/// # Safety
+/// The operands' strides must stay inside their buffers for an `m×k` lhs and `k×n` rhs.
+unsafe fn raw(m: usize, k: usize, n: usize, c: &mut [f32], a: Operand, b: Operand, acc: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // Small products are faster on one thread than split across a busy pool.
+    let par = if m * n * k >= 1 << 16 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            a.0,
+            a.2,
+            a.1,
+            b.0,
+            b.2,
+            b.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// `y[r] += bias` for every row of `y` (`n` columns).
+pub fn add_bias(y: &mut [f32], bias: &[f32]) {
+    let n = bias.len();
+    y.par_chunks_mut(n * ROWS_PER_TASK)
+        .for_each(|rows| add_bias_rows(rows, bias));
+}
+
+wide_fn! {
+    fn add_bias_rows(rows: &mut [f32], bias: &[f32]) {
+        for row in rows.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+    }
+}
+
+/// Column sums of `dy` (`n` columns) added into `out`: a bias gradient.
+pub fn add_column_sums(dy: &[f32], n: usize, out: &mut [f32]) {
+    let sums = dy
+        .par_chunks(n * ROWS_PER_TASK)
+        .map(|rows| {
+            let mut s = vec![0.0f32; n];
+            column_sums_rows(rows, &mut s);
+            s
+        })
+        .reduce(
+            || vec![0.0f32; n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    out.iter_mut().zip(&sums).for_each(|(o, s)| *o += s);
+}
+
+wide_fn! {
+    fn column_sums_rows(rows: &[f32], sums: &mut [f32]) {
+        for row in rows.chunks_exact(sums.len()) {
+            sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+    }
+}
