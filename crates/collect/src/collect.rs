@@ -334,10 +334,11 @@ pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
     let mut log = RunLog::create(&log_dir)?;
     let per_rollout = cfg.ppo.n_steps * cfg.ppo.n_streams;
     let total = (n_rollouts(cfg) * per_rollout * tasks.len()) as u64;
-    let bar = ccad_core::progress::bar(total, "collect", "env-steps");
-    if opts.quiet {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = if opts.quiet {
+        ccad_core::progress::Progress::hidden()
+    } else {
+        ccad_core::progress::bar(total, "collect", "env-steps")
+    };
     let n_available = env.n_tasks();
     let mut on_rollout = |r: &RolloutReport| -> Result<()> {
         for (&task, &ret) in tasks.iter().zip(&r.returns) {

@@ -203,7 +203,7 @@ pub fn train_at(
     let pb = if opts.progress {
         ccad_core::progress::bar(t.steps as u64, "train", "steps")
     } else {
-        indicatif::ProgressBar::hidden()
+        ccad_core::progress::Progress::hidden()
     };
     pb.set_position(start as u64);
 
