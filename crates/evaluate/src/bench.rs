@@ -15,7 +15,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use ccad_core::config::{Boundary, EnvConfig, ModelConfig};
-use ccad_core::context::{CompressedQuery, ContextLayout, Layout};
+use ccad_core::context::{CompressedQuery, Layout};
 use ccad_core::env::make_env;
 use model::AdModelConfig;
 
