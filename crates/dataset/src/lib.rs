@@ -4,11 +4,12 @@
 //!   against the config (environment, parameters, interval, actions, shapes).
 //! - [`region`]: [`RegionIndex`], every history's rollout regions from its compress markers,
 //!   with O(log n) look-up from a transition to (history, region, step).
-//! - [`layout`]: [`TokenLayout`], how a sample becomes a token sequence. Query objective:
-//!   [`CompressedQuery`] (`<c> P </c> <c> C[..t] q(s_t)`) and [`WindowQuery`] (last
-//!   `n_transit - 1` transitions, then `q(s_t)`). Dense objective: [`CompressedDense`] and
-//!   [`WindowDense`] (below). [`layout_for`] picks one from `dataset.context` ×
-//!   `model.objective`.
+//! - [`layout`]: the [`Corpus`] as a `ccad_core::context::HistoryView` and [`Row`], the batch
+//!   writer. How a sample becomes a token sequence is `ccad_core::context`'s
+//!   [`ContextLayout`] (re-exported here): query objective [`CompressedQuery`]
+//!   (`<c> P </c> <c> C[..t] q(s_t)`) and [`WindowQuery`] (last `n_transit - 1` transitions,
+//!   then `q(s_t)`); dense objective [`CompressedDense`] and [`WindowDense`] (below).
+//!   [`layout_for`] picks one from `dataset.context` × `model.objective`.
 //! - [`sampler`]: [`Sampler`] (seeded, epoch-free shuffling, optional length bucketing),
 //!   [`Prefetcher`] (batches assembled on a background thread), [`fixed_batches`] and
 //!   [`sequential_batches`] (deterministic held-out batches).
@@ -26,7 +27,7 @@
 //! - [`CompressedDense`]: one sample per (history, region `k`): `<c> C` for `k = 0`, else
 //!   `<c> P </c> <c> C` (`P` = region `k - 1` whole, context only; `C` = region `k`, every
 //!   token supervised). Each supervised token sees exactly `[<c> P </c>] <c> C[..j]`, the
-//!   context evaluation gives it. At most `2I + 3` tokens.
+//!   context evaluation gives it.
 //! - [`WindowDense`]: one sample per chunk of `n_transit` consecutive steps of one history,
 //!   cut at multiples of `n_transit` from the history's start (the last chunk may be shorter);
 //!   every token supervised, no markers.
@@ -74,12 +75,13 @@ use std::sync::Arc;
 
 use ccad_core::Result;
 use ccad_core::config::{Config, TaskSet};
+use ccad_core::context::SequenceSink;
 use ccad_core::tokens::TokenBatch;
 use rayon::prelude::*;
 
 pub use history::Histories;
 pub use layout::{
-    CompressedDense, CompressedQuery, Row, TokenLayout, WindowDense, WindowQuery, layout_for,
+    CompressedDense, CompressedQuery, ContextLayout, Row, WindowDense, WindowQuery, layout_for,
 };
 pub use region::{Location, Region, RegionIndex};
 pub use sampler::{Prefetcher, Sampler, fixed_batches, sequential_batches};
@@ -104,7 +106,7 @@ impl Corpus {
 pub struct Dataset {
     /// Shared, so several layouts (or modes) can read one loaded file.
     pub corpus: Arc<Corpus>,
-    layout: Box<dyn TokenLayout>,
+    layout: Box<dyn ContextLayout>,
 }
 
 impl Dataset {
@@ -112,40 +114,41 @@ impl Dataset {
     /// loss) from a history file, check it against `cfg`, index it, and pick the layout
     /// `cfg.dataset.context` / `cfg.model.objective` name.
     pub fn load(path: &Path, cfg: &Config, which: TaskSet) -> Result<Self> {
-        let layout = layout_for(cfg)?;
+        let layout = layout_for(cfg);
         let histories = Histories::load(path, cfg, which)?;
         Ok(Self::new(Arc::new(Corpus::new(histories)?), layout))
     }
 
     /// Pair a corpus with a layout (the layout indexes its samples here if it needs to).
-    pub fn new(corpus: Arc<Corpus>, mut layout: Box<dyn TokenLayout>) -> Self {
-        layout.prepare(&corpus);
+    pub fn new(corpus: Arc<Corpus>, mut layout: Box<dyn ContextLayout>) -> Self {
+        layout.prepare(corpus.as_ref());
         Self { corpus, layout }
     }
 
-    pub fn layout(&self) -> &dyn TokenLayout {
+    pub fn layout(&self) -> &dyn ContextLayout {
         self.layout.as_ref()
     }
 
     /// Samples in one pass.
     pub fn n_samples(&self) -> usize {
-        self.layout.n_samples(&self.corpus)
+        self.layout.n_samples(self.corpus.as_ref())
     }
 
     /// Tokens in sample `i`'s sequence.
     pub fn sample_len(&self, i: usize) -> usize {
-        self.layout.len(&self.corpus, i)
+        self.layout.sample_len(self.corpus.as_ref(), i)
     }
 
-    /// Longest possible sequence (`2I + 3` compressed, `n_transit` window).
+    /// Longest possible sequence (the model's position limit).
     pub fn max_len(&self) -> usize {
-        self.layout.max_len(&self.corpus)
+        self.layout.max_len()
     }
 
     /// Length of a transition token's feature vector: `transition_feature_dim` for the query
     /// objective, `dense_feature_dim` for the dense one (the model is built from it).
     pub fn feat_dim(&self) -> usize {
-        self.layout.feat_dim(&self.corpus)
+        let h = &self.corpus.histories;
+        self.layout.feat_dim(h.obs_dim, h.n_actions)
     }
 
     /// The batch of `samples`, in that order, padded to its longest sequence. Rows are
@@ -182,7 +185,10 @@ impl Dataset {
         rows.par_iter_mut()
             .zip(samples.par_iter())
             .with_min_len(16)
-            .for_each(|(row, &i)| self.layout.write(&self.corpus, i, row));
+            .for_each(|(row, &i)| {
+                self.layout
+                    .write_sample(self.corpus.as_ref(), i, row as &mut dyn SequenceSink)
+            });
         debug_assert!(rows.iter().zip(&lengths).all(|(r, &l)| r.len == l));
         drop(rows);
         b.lengths = lengths;

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ccad_core::config::Boundary;
 use ccad_core::history::{FORMAT_VERSION, HistoryMeta};
 use ccad_core::tokens::{
     IGNORE, PrevTransition, TokenBatch, dense_feature_dim, dense_features, marker, token_kind,
@@ -336,7 +337,7 @@ proptest! {
     fn compressed_dense_samples_follow_design((interval, layout) in arb_case()) {
         let c = Arc::new(corpus(&layout, interval));
         let regions = flat_regions(&layout);
-        let ds = Dataset::new(c.clone(), Box::new(CompressedDense));
+        let ds = Dataset::new(c.clone(), Box::new(CompressedDense::new(interval, Boundary::Fixed)));
         prop_assert_eq!(ds.n_samples(), regions.len());
         prop_assert_eq!(ds.feat_dim(), dense_feature_dim(OBS, ACTIONS));
         let mut supervised = Vec::new();
@@ -433,7 +434,7 @@ proptest! {
     ) {
         let c = Arc::new(corpus(&layout, interval));
         let regions = flat_regions(&layout);
-        let ds = Dataset::new(c.clone(), Box::new(CompressedQuery));
+        let ds = Dataset::new(c.clone(), Box::new(CompressedQuery::new(interval, Boundary::Fixed)));
         let n = ds.n_samples();
         prop_assert_eq!(n, c.histories.n_transitions());
         let samples: Vec<usize> = pick.iter().map(|i| i.index(n)).collect();
@@ -457,7 +458,7 @@ proptest! {
     ) {
         let c = Arc::new(corpus(&layout, interval));
         let regions = flat_regions(&layout);
-        let ds = Dataset::new(c, Box::new(WindowQuery { n_transit }));
+        let ds = Dataset::new(c, Box::new(WindowQuery::new(n_transit)));
         let samples: Vec<usize> = pick.iter().map(|i| i.index(ds.n_samples())).collect();
         let batch = ds.batch(&samples);
         for (b, &g) in samples.iter().enumerate() {
@@ -480,7 +481,7 @@ proptest! {
         let mut regions = vec![(4, true); n / 4];
         if n % 4 > 0 { regions.push((n % 4, false)); }
         let c = Arc::new(corpus(&vec![regions], 4));
-        let ds = Arc::new(Dataset::new(c, Box::new(CompressedQuery)));
+        let ds = Arc::new(Dataset::new(c, Box::new(CompressedQuery::new(4, Boundary::Fixed))));
         let mut s = Sampler::new(ds, batch_size, seed, bucket);
         let passes = 3;
         let mut stream = Vec::new();
@@ -510,7 +511,7 @@ fn bucketing_cuts_padding() {
         .collect();
     let ds = Arc::new(Dataset::new(
         Arc::new(corpus(&layout, 8)),
-        Box::new(CompressedQuery),
+        Box::new(CompressedQuery::new(8, Boundary::Fixed)),
     ));
     let mean = |bucket| {
         let s = Sampler::new(ds.clone(), 64, 3, bucket);
@@ -528,7 +529,7 @@ fn prefetcher_serves_the_sampler_batches_in_order() {
     let layout: Layout = vec![vec![(3, true), (3, true), (2, false)]; 4];
     let ds = Arc::new(Dataset::new(
         Arc::new(corpus(&layout, 3)),
-        Box::new(CompressedQuery),
+        Box::new(CompressedQuery::new(3, Boundary::Fixed)),
     ));
     let direct: Vec<TokenBatch> = Sampler::new(ds.clone(), 5, 9, true).take(12).collect();
     let mut p = Prefetcher::spawn(Sampler::new(ds, 5, 9, true), 2);

@@ -14,12 +14,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ccad_core::config::{Boundary, EnvConfig, ModelConfig, Objective};
+use ccad_core::config::{Boundary, EnvConfig, ModelConfig};
+use ccad_core::context::{CompressedQuery, Layout};
 use ccad_core::env::make_env;
-use ccad_core::tokens::transition_feature_dim;
 use model::AdModelConfig;
 
-use crate::context::ContextSpec;
 use crate::rollout::{Inference, Rollout, RolloutSpec, Sampling};
 
 /// One measured phase.
@@ -46,16 +45,13 @@ pub fn bench(
 ) -> Vec<BenchRow> {
     let env_cfg = EnvConfig::default();
     let env = make_env(&env_cfg);
-    let context = ContextSpec::Compressed {
-        interval,
-        boundary: Boundary::Fixed,
-    };
+    let layout = Layout::new(CompressedQuery::new(interval, Boundary::Fixed));
     let config = AdModelConfig::new(
         &ModelConfig::default(),
-        transition_feature_dim(env.obs_dim(), env.n_actions()),
+        layout.feat_dim(env.obs_dim(), env.n_actions()),
         env.n_states(),
         env.n_actions(),
-        context.max_len(),
+        layout.max_len(),
     );
     ccad_core::backend::seed_device(device, seed);
     let model = config.init(device).valid();
@@ -72,8 +68,7 @@ pub fn bench(
             seeds: vec![seed; n_envs],
             episodes: usize::MAX,
             sampling: Sampling::Temperature(1.0),
-            context,
-            objective: Objective::Query,
+            layout: layout.clone(),
             inference,
         };
         // Warm-up: thread pools, allocator, caches.

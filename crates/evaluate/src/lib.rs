@@ -1,11 +1,9 @@
 //! evaluate: in-context rollouts of a trained AD transformer with the rolling two-region
 //! context (DESIGN §7–§8). No weight is updated: the model improves, or not, from its context.
 //!
-//! - [`context`]: [`RollingContext`], one environment's context as plain data (compressed:
-//!   previous + current region with markers, at most `2I + 3` tokens; window: the last
-//!   `n_transit - 1` transitions), and what each step did to it ([`Change`]); in the query
-//!   layout or the dense one (DESIGN §5a, `model.objective = "dense"`: one token per step,
-//!   the last token is the query).
+//! - [`RollingContext`], [`Layout`], [`CacheEvent`] (from `ccad_core::context`, the token
+//!   grammar): one environment's context as plain data, in the grammar of the context mode ×
+//!   objective the model was trained with, and what each step did to it.
 //! - [`rollout`]: [`rollout`]`(model, env, spec, device, on_episode)`: all (task × seed)
 //!   environments in one batch, one model call per step over the model's key/value cache
 //!   ([`Inference::Cached`]), a plain-Rust CPU copy of it ([`Inference::Native`], [`native`]),
@@ -26,14 +24,13 @@
 //! ```
 
 pub mod bench;
-pub mod context;
 pub mod native;
 pub mod npy;
 pub mod rollout;
 pub mod run;
 pub mod summary;
 
-pub use context::{Change, ContextSpec, RollingContext, dense_token};
+pub use ccad_core::context::{CacheEvent, Layout, RollingContext, dense_token};
 pub use rollout::{
     Inference, Rollout, RolloutResult, RolloutSpec, RolloutStats, Sampling, check_model, rollout,
 };

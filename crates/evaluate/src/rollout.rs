@@ -1,26 +1,27 @@
 //! In-context rollouts (DESIGN §7): every (task, seed) environment is stepped together, one
 //! batched model call per step, with no weight updates.
 //!
-//! Each environment has its own [`RollingContext`]. With [`Inference::Cached`] the model's
+//! Each environment has its own [`RollingContext`], in the grammar of the spec's [`Layout`]
+//! (`ccad_core::context`). With [`Inference::Cached`] the model's
 //! [`KvCache`] holds every row's context + query: a step drops the old query, appends the new
 //! transition (and markers, when a region closes) and the new query, so it costs O(context);
 //! a row whose context shifted (a region dropped) is rebuilt once. [`Inference::Full`]
 //! re-runs every context from scratch each step, the reference's way, kept to check the cache
 //! and to measure what it saves.
 //!
-//! The token layout follows `spec.objective`: the query objective appends `q(s_t)` after the
+//! The layout says which tokens a step adds: the query objective appends `q(s_t)` after the
 //! context and reads the action there; the dense objective (DESIGN §5a) appends one dense
 //! token per step, and the context's last token is where the action is read.
 
 use burn::tensor::Device;
-use ccad_core::config::{Config, EvalConfig, Objective};
+use ccad_core::config::{Config, EvalConfig};
+use ccad_core::context::{CacheEvent as Change, ContextLayout, Layout, RollingContext};
 use ccad_core::env::{Environment, VecEnv};
 use ccad_core::seed::{Rng, rng};
-use ccad_core::tokens::{PrevTransition, dense_feature_dim, token_type, transition_feature_dim};
+use ccad_core::tokens::{PrevTransition, token_type};
 use model::{AdModel, AdModelConfig, KvCache, Token, batch_from_tokens};
 use rand::Rng as _;
 
-use crate::context::{Change, ContextSpec, RollingContext, dense_token};
 use crate::native::{NativeCache, NativeModel};
 
 /// How an action is chosen from the action logits.
@@ -67,7 +68,7 @@ impl Inference {
 }
 
 /// What to roll out.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RolloutSpec {
     /// Task of each environment.
     pub tasks: Vec<usize>,
@@ -76,17 +77,16 @@ pub struct RolloutSpec {
     /// Episodes each environment plays.
     pub episodes: usize,
     pub sampling: Sampling,
-    pub context: ContextSpec,
-    /// Token layout the model was trained with (`model.objective`).
-    pub objective: Objective,
+    /// Context mode × objective the model was trained with.
+    pub layout: Layout,
     pub inference: Inference,
 }
 
 impl RolloutSpec {
     /// `tasks × eval.seeds` environments, task-major (task 0 seed 0, task 0 seed 1, …); seed `k`
     /// of a task is `eval.seed + k`. Episodes, sampling from `eval`; a cache
-    /// ([`Inference::for_backend`]); the query objective's layout.
-    pub fn new(tasks: &[usize], eval: &EvalConfig, context: ContextSpec) -> Self {
+    /// ([`Inference::for_backend`]).
+    pub fn new(tasks: &[usize], eval: &EvalConfig, layout: Layout) -> Self {
         let mut env_tasks = Vec::with_capacity(tasks.len() * eval.seeds);
         let mut seeds = Vec::with_capacity(tasks.len() * eval.seeds);
         for &task in tasks {
@@ -100,19 +100,14 @@ impl RolloutSpec {
             seeds,
             episodes: eval.episodes,
             sampling: Sampling::from_config(eval),
-            context,
-            objective: Objective::Query,
+            layout,
             inference: Inference::for_backend(),
         }
     }
 
-    /// [`Self::new`] with the context ([`ContextSpec::from_config`]) and token layout
-    /// (`model.objective`) the config trained with.
+    /// [`Self::new`] with the layout the config trained with ([`Layout::from_config`]).
     pub fn from_config(tasks: &[usize], cfg: &Config) -> Self {
-        Self {
-            objective: cfg.model.objective,
-            ..Self::new(tasks, &cfg.eval, ContextSpec::from_config(cfg))
-        }
+        Self::new(tasks, &cfg.eval, Layout::from_config(cfg))
     }
 
     pub fn n_envs(&self) -> usize {
@@ -168,13 +163,12 @@ impl RolloutResult {
     }
 }
 
-/// Whether `model` can act in `env` with `context` and the token layout of `objective`.
-/// Error: (field of the model config, message).
+/// Whether `model` can act in `env` with `layout`. Error: (field of the model config,
+/// message).
 pub fn check_model(
     model: &AdModelConfig,
     env: &dyn Environment,
-    context: &ContextSpec,
-    objective: Objective,
+    layout: &dyn ContextLayout,
 ) -> Result<(), (&'static str, String)> {
     if model.n_actions != env.n_actions() {
         return Err((
@@ -198,16 +192,10 @@ pub fn check_model(
             ),
         ));
     }
-    let (feat, what) = match objective {
-        Objective::Query => (
-            transition_feature_dim(env.obs_dim(), env.n_actions()),
-            "transitions",
-        ),
-        Objective::Dense => (
-            dense_feature_dim(env.obs_dim(), env.n_actions()),
-            "dense tokens",
-        ),
-    };
+    let (feat, what) = (
+        layout.feat_dim(env.obs_dim(), env.n_actions()),
+        layout.feature_noun(),
+    );
     if model.feat_dim != feat {
         return Err((
             "feat_dim",
@@ -218,14 +206,14 @@ pub fn check_model(
             ),
         ));
     }
-    if model.max_len < context.max_len() {
+    if model.max_len < layout.max_len() {
         return Err((
             "max_len",
             format!(
                 "is {}, the {} context needs {} positions",
                 model.max_len,
-                context.name(),
-                context.max_len()
+                layout.context_name(),
+                layout.max_len()
             ),
         ));
     }
@@ -277,7 +265,7 @@ impl<'a> Rollout<'a> {
         spec: RolloutSpec,
         device: &Device,
     ) -> Self {
-        if let Err((field, msg)) = check_model(model.config(), env, &spec.context, spec.objective) {
+        if let Err((field, msg)) = check_model(model.config(), env, &*spec.layout) {
             panic!("model {field} {msg}");
         }
         let n = spec.n_envs();
@@ -313,7 +301,7 @@ impl<'a> Rollout<'a> {
             model,
             env,
             device: device.clone(),
-            contexts: vec![RollingContext::for_objective(spec.context, spec.objective); n],
+            contexts: vec![RollingContext::new(spec.layout.clone()); n],
             spec,
             envs,
             rngs,
@@ -331,13 +319,10 @@ impl<'a> Rollout<'a> {
             actions: vec![Vec::new(); n],
             stats: RolloutStats::default(),
         };
-        if r.spec.objective == Objective::Dense {
-            // Each environment's first token: no previous transition.
-            for i in 0..n {
-                let s = &r.obs[i * obs_dim..(i + 1) * obs_dim];
-                let token = dense_token(None, s, env.n_actions());
-                r.contexts[i].push(token, false);
-            }
+        // Each environment's first token, where the layout has one (no previous transition).
+        for i in 0..n {
+            let s = &r.obs[i * obs_dim..(i + 1) * obs_dim];
+            r.contexts[i].begin(s, env.n_actions());
         }
         let changes = vec![Change::Shifted; n]; // prefill = rebuild every row
         r.read_logits(&changes);
@@ -401,25 +386,17 @@ impl<'a> Rollout<'a> {
                 &self.prev_obs[i * d..(i + 1) * d],
                 &self.next_obs[i * d..(i + 1) * d],
             );
-            let transition = match self.spec.objective {
-                Objective::Query => {
-                    Token::transition(s, actions[i], self.rewards[i], s_next, n_actions)
-                }
-                // After an episode end `obs` is already the reset state.
-                Objective::Dense => dense_token(
-                    Some(PrevTransition {
-                        s,
-                        a: actions[i],
-                        r: self.rewards[i],
-                        s_next,
-                        done: self.dones[i],
-                    }),
-                    &self.obs[i * d..(i + 1) * d],
-                    n_actions,
-                ),
+            let prev = PrevTransition {
+                s,
+                a: actions[i],
+                r: self.rewards[i],
+                s_next,
+                done: self.dones[i],
             };
+            // After an episode end `obs` is already the reset state.
+            let s_now = &self.obs[i * d..(i + 1) * d];
             let before = self.contexts[i].regions_closed();
-            changes.push(self.contexts[i].push(transition, close[i]));
+            changes.push(self.contexts[i].observe(prev, s_now, n_actions, close[i]));
             self.stats.regions_closed += self.contexts[i].regions_closed() - before;
         }
         self.stats.steps += 1;
@@ -430,8 +407,11 @@ impl<'a> Rollout<'a> {
     /// whose context already ends with the token to act from.
     fn query(&self, i: usize) -> Option<Token> {
         let d = self.obs_dim;
-        (self.spec.objective == Objective::Query)
-            .then(|| Token::Query(self.env.state_index(&self.obs[i * d..(i + 1) * d])))
+        let ctx = &self.contexts[i];
+        if !self.spec.layout.has_query() {
+            return None;
+        }
+        ctx.query(self.env.state_index(&self.obs[i * d..(i + 1) * d]))
     }
 
     /// Bring the model's view up to date with the contexts (+ queries) and read the logits at
@@ -440,7 +420,7 @@ impl<'a> Rollout<'a> {
         let n = self.n_envs();
         let queries: Vec<Option<Token>> = (0..n).map(|i| self.query(i)).collect();
         // A cached row ends with last step's query, which the new tokens replace.
-        let stale = usize::from(self.spec.objective == Objective::Query);
+        let stale = usize::from(self.spec.layout.has_query());
         let model = self.model;
         let (a, t) = (model.config().n_actions, token_type::COUNT);
         self.action_logits.resize(n * a, 0.0);
@@ -591,10 +571,7 @@ pub fn rollout(
 
 /// What the model reads: the context, then the query if the layout has one.
 fn with_last(context: &RollingContext, query: Option<&Token>) -> Vec<Token> {
-    match query {
-        Some(q) => context.with_query(q.clone()),
-        None => context.tokens().to_vec(),
-    }
+    context.with_query(query)
 }
 
 /// Logits at the last token of each context from one full causal pass.
@@ -691,7 +668,7 @@ mod tests {
             greedy: true,
             ..EvalConfig::default()
         };
-        let ctx = ContextSpec::Window { n_transit: 4 };
+        let ctx = Layout::new(ccad_core::context::WindowQuery::new(4));
         let s = RolloutSpec::new(&[5, 3], &eval, ctx);
         assert_eq!(s.tasks, vec![5, 5, 3, 3]);
         assert_eq!(s.seeds, vec![10, 11, 10, 11]);

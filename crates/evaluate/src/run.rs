@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ccad_core::config::{Boundary, Config, Objective, TaskSet};
+use ccad_core::config::{Boundary, Config, TaskSet};
+use ccad_core::context::Layout;
 use ccad_core::env::{Environment, make_env, split_tasks};
 use ccad_core::history::{HistoryReader, attrs};
 use ccad_core::tb::RunLog;
 use ccad_core::{Error, Result};
 use model::{AdModel, AdModelConfig};
 
-use crate::context::ContextSpec;
 use crate::npy::write_npy;
 use crate::rollout::{RolloutResult, RolloutSpec, check_model, rollout};
 use crate::summary::{EvalInfo, Summary};
@@ -148,8 +148,7 @@ pub fn check_checkpoint(
             ));
         }
     }
-    let context = ContextSpec::from_config(cfg);
-    check_model(model, env, &context, cfg.model.objective).map_err(|(field, msg)| {
+    check_model(model, env, &*Layout::from_config(cfg)).map_err(|(field, msg)| {
         Error::file(
             &file,
             field,
@@ -263,7 +262,7 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
     }
 
     let spec = RolloutSpec::from_config(&tasks, &cfg);
-    let context = spec.context;
+    let layout = spec.layout.clone();
     let bar = opts.progress.then(|| {
         let b = ccad_core::progress::bar(spec.episodes as u64, "evaluate", "episodes");
         b.set_message(format!("{} envs", spec.n_envs()));
@@ -284,12 +283,8 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         checkpoint_step: Some(step),
         env: env.name().to_string(),
         task_set: task_set_name(cfg.eval.tasks).to_string(),
-        context: context.name().to_string(),
-        objective: match cfg.model.objective {
-            Objective::Query => "query",
-            Objective::Dense => "dense",
-        }
-        .to_string(),
+        context: layout.context_name().to_string(),
+        objective: layout.objective_name().to_string(),
         compress_interval: cfg.compress_interval(),
         boundary: match cfg.eval.boundary {
             Boundary::Fixed => "fixed",

@@ -1,6 +1,8 @@
 //! The dense token layout at evaluation (DESIGN §5a): every engine takes the same actions, an
 //! episode end reaches the next token, and each position's context is exactly the one the
-//! training sequences (`dataset::CompressedDense`, `dataset::WindowDense`) give it.
+//! training sequences (`ccad_core::context::CompressedDense`, `WindowDense`, read through
+//! dataset) give it. The same contract is a property test of `ccad_core::context`, for every
+//! layout; this test holds it end to end, through a real rollout and a loaded history.
 
 use std::sync::Arc;
 
@@ -9,10 +11,10 @@ use ccad_core::config::{Boundary, Config, ModelConfig, Objective};
 use ccad_core::env::{DarkRoom, Environment, VecEnv};
 use ccad_core::history::{FORMAT_VERSION, HistoryMeta, TaskHistory};
 use ccad_core::tokens::{dense_feature_dim, marker_at, token_type, transition_feature_dim};
-use dataset::{CompressedDense, Corpus, Dataset, Histories, WindowDense};
+use dataset::{CompressedDense, Corpus, Dataset, Histories, WindowDense, WindowQuery};
 use evaluate::run::{EvalOptions, evaluate_run};
 use evaluate::{
-    ContextSpec, Inference, Rollout, RolloutResult, RolloutSpec, Sampling, check_model, rollout,
+    Inference, Layout, Rollout, RolloutResult, RolloutSpec, Sampling, check_model, rollout,
 };
 use model::{AdModel, AdModelConfig, Token, batch_from_tokens};
 
@@ -44,7 +46,7 @@ fn tiny_dense_model(env: &dyn Environment, max_len: usize, seed: u64) -> AdModel
 fn dense_spec(
     tasks: Vec<usize>,
     seeds: Vec<u64>,
-    context: ContextSpec,
+    context: Layout,
     inference: Inference,
 ) -> RolloutSpec {
     RolloutSpec {
@@ -52,13 +54,12 @@ fn dense_spec(
         seeds,
         episodes: 5,
         sampling: Sampling::Temperature(1.0),
-        context,
-        objective: Objective::Dense,
+        layout: context,
         inference,
     }
 }
 
-fn run(model: &AdModel, env: &dyn Environment, ctx: ContextSpec, inf: Inference) -> RolloutResult {
+fn run(model: &AdModel, env: &dyn Environment, ctx: Layout, inf: Inference) -> RolloutResult {
     let spec = dense_spec(vec![0, 7, 12, 0, 24], vec![1, 1, 1, 2, 3], ctx, inf);
     rollout(model, env, spec, &ccad_core::backend::device(), |_| {}).unwrap()
 }
@@ -81,14 +82,11 @@ fn dense_engines_agree_compressed() {
     // 5×5 room, 6-step episodes, I = 4, 30 steps: tokens D0..D30; D4, D8, .., D28 open a new
     // region (7 closes), from D8 on each close drops a region (6 rebuilds).
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Compressed {
-        interval: 4,
-        boundary: Boundary::Fixed,
-    };
+    let context = Layout::new(CompressedDense::new(4, Boundary::Fixed));
     let model = tiny_dense_model(&env, context.max_len(), 3);
-    let full = run(&model, &env, context, Inference::Full);
-    let cached = run(&model, &env, context, Inference::Cached);
-    let native = run(&model, &env, context, Inference::Native);
+    let full = run(&model, &env, context.clone(), Inference::Full);
+    let cached = run(&model, &env, context.clone(), Inference::Cached);
+    let native = run(&model, &env, context.clone(), Inference::Native);
     assert_same(&cached, &full);
     assert_same(&native, &full);
     assert_eq!(full.stats.steps, 30);
@@ -101,16 +99,19 @@ fn dense_engines_agree_compressed() {
 #[test]
 fn dense_engines_agree_predicted_boundary() {
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Compressed {
-        interval: 4,
-        boundary: Boundary::Predicted,
-    };
+    let context = Layout::new(CompressedDense::new(4, Boundary::Predicted));
     let mut found = false;
     for seed in 0..8 {
         let model = tiny_dense_model(&env, context.max_len(), seed);
-        let full = run(&model, &env, context, Inference::Full);
-        assert_same(&run(&model, &env, context, Inference::Cached), &full);
-        assert_same(&run(&model, &env, context, Inference::Native), &full);
+        let full = run(&model, &env, context.clone(), Inference::Full);
+        assert_same(
+            &run(&model, &env, context.clone(), Inference::Cached),
+            &full,
+        );
+        assert_same(
+            &run(&model, &env, context.clone(), Inference::Native),
+            &full,
+        );
         if full.stats.regions_closed > 5 * 7 {
             found = true;
             break;
@@ -123,24 +124,24 @@ fn dense_engines_agree_predicted_boundary() {
 fn dense_engines_agree_window() {
     // n_transit 9: D0..D30 = 31 tokens; pushing D9..D30 shifts the window (22 rebuilds).
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Window { n_transit: 9 };
+    let context = Layout::new(WindowDense::new(9));
     let model = tiny_dense_model(&env, context.max_len(), 5);
-    let full = run(&model, &env, context, Inference::Full);
-    let cached = run(&model, &env, context, Inference::Cached);
+    let full = run(&model, &env, context.clone(), Inference::Full);
+    let cached = run(&model, &env, context.clone(), Inference::Cached);
     assert_same(&cached, &full);
-    assert_same(&run(&model, &env, context, Inference::Native), &full);
+    assert_same(
+        &run(&model, &env, context.clone(), Inference::Native),
+        &full,
+    );
     assert_eq!(cached.stats.rows_rebuilt, 5 * 22);
 }
 
 #[test]
 fn first_token_and_episode_end_tokens() {
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Compressed {
-        interval: 4,
-        boundary: Boundary::Fixed,
-    };
+    let context = Layout::new(CompressedDense::new(4, Boundary::Fixed));
     let model = tiny_dense_model(&env, context.max_len(), 2);
-    let spec = dense_spec(vec![3, 9], vec![0, 0], context, Inference::Native);
+    let spec = dense_spec(vec![3, 9], vec![0, 0], context.clone(), Inference::Native);
     let mut r = Rollout::new(&model, &env, spec, &ccad_core::backend::device());
     let mut start = [0i32; 2];
     env.observe(&env.reset(3), &mut start);
@@ -181,14 +182,14 @@ fn first_token_and_episode_end_tokens() {
 /// Roll a dense model out on one task for `steps` steps, recording the context each action
 /// was read from; then the history those actions make, as the dataset loads it.
 fn history_of_a_rollout(
-    context: ContextSpec,
+    context: Layout,
     interval: usize,
     steps: usize,
 ) -> (Vec<Vec<Token>>, Vec<u8>, Arc<Corpus>) {
     let env = DarkRoom::new(5, 6);
     let task = 13;
     let model = tiny_dense_model(&env, context.max_len(), 7);
-    let spec = dense_spec(vec![task], vec![4], context, Inference::Native);
+    let spec = dense_spec(vec![task], vec![4], context.clone(), Inference::Native);
     let mut r = Rollout::new(&model, &env, spec, &ccad_core::backend::device());
     let mut seen = Vec::with_capacity(steps);
     for _ in 0..steps {
@@ -266,12 +267,9 @@ fn compressed_dense_contexts_equal_the_training_sequences() {
     // I = 4, 14 steps: regions [0,4) [4,8) [8,12) closed, [12,14) cut short; episodes of 6
     // end at steps 5 and 11, inside regions 1 and 2.
     let i = 4;
-    let context = ContextSpec::Compressed {
-        interval: i,
-        boundary: Boundary::Fixed,
-    };
-    let (seen, actions, corpus) = history_of_a_rollout(context, i, 14);
-    let ds = Dataset::new(corpus, Box::new(CompressedDense));
+    let context = Layout::new(CompressedDense::new(i, Boundary::Fixed));
+    let (seen, actions, corpus) = history_of_a_rollout(context.clone(), i, 14);
+    let ds = Dataset::new(corpus, Box::new(CompressedDense::new(i, Boundary::Fixed)));
     assert_eq!(ds.n_samples(), 4);
     for (t, ctx) in seen.iter().enumerate() {
         // Region k's sequence: `<c> C` (k = 0) or `<c> P </c> <c> C`; step t sits at
@@ -295,8 +293,8 @@ fn window_dense_contexts_equal_the_training_chunks() {
     // n_transit 5, 14 steps: chunks [0,5) [5,10) [10,14). Evaluation slides its window, so it
     // equals a chunk's prefix while t < 5 and a whole chunk where one ends (t = 4, 9).
     let n = 5;
-    let context = ContextSpec::Window { n_transit: n };
-    let (seen, actions, corpus) = history_of_a_rollout(context, 4, 14);
+    let context = Layout::new(WindowDense::new(n));
+    let (seen, actions, corpus) = history_of_a_rollout(context.clone(), 4, 14);
     let ds = Dataset::new(corpus, Box::new(WindowDense::new(n)));
     assert_eq!(ds.n_samples(), 3);
     assert_eq!(ds.layout().name(), "window-dense");
@@ -311,7 +309,7 @@ fn window_dense_contexts_equal_the_training_chunks() {
 #[test]
 fn a_query_model_is_refused_for_the_dense_layout() {
     let env = DarkRoom::new(5, 6);
-    let ctx = ContextSpec::Window { n_transit: 4 };
+    let ctx = Layout::new(WindowDense::new(4));
     let config = AdModelConfig::new(
         &ModelConfig::default(),
         transition_feature_dim(2, 5),
@@ -319,10 +317,11 @@ fn a_query_model_is_refused_for_the_dense_layout() {
         5,
         4,
     );
-    let err = check_model(&config, &env, &ctx, Objective::Dense).unwrap_err();
+    let err = check_model(&config, &env, &*ctx).unwrap_err();
     assert_eq!(err.0, "feat_dim");
     assert_eq!(err.1, "is 10, darkroom dense tokens have 13 features");
-    assert!(check_model(&config, &env, &ctx, Objective::Query).is_ok());
+    let query = Layout::new(WindowQuery::new(4));
+    assert!(check_model(&config, &env, &*query).is_ok());
 }
 
 const RUN_CONFIG: &str = r#"

@@ -2,11 +2,12 @@
 //! and the run-folder flow writes readable outputs and refuses bad input.
 
 use burn::module::Module;
-use ccad_core::config::{Boundary, Config, ModelConfig, Objective};
+use ccad_core::config::{Boundary, Config, ModelConfig};
+use ccad_core::context::{CompressedQuery, WindowQuery};
 use ccad_core::env::{DarkRoom, Environment};
 use ccad_core::tokens::transition_feature_dim;
 use evaluate::run::{EvalOptions, evaluate_run};
-use evaluate::{ContextSpec, Inference, Rollout, RolloutResult, RolloutSpec, Sampling, rollout};
+use evaluate::{Inference, Layout, Rollout, RolloutResult, RolloutSpec, Sampling, rollout};
 use model::{AdModel, AdModelConfig};
 
 fn tiny_model(env: &dyn Environment, max_len: usize, seed: u64) -> AdModel {
@@ -33,7 +34,7 @@ fn tiny_model(env: &dyn Environment, max_len: usize, seed: u64) -> AdModel {
 fn run(
     model: &AdModel,
     env: &dyn Environment,
-    context: ContextSpec,
+    context: Layout,
     inference: Inference,
     sampling: Sampling,
 ) -> RolloutResult {
@@ -42,8 +43,7 @@ fn run(
         seeds: vec![1, 1, 1, 2, 3],
         episodes: 5,
         sampling,
-        context,
-        objective: Objective::Query,
+        layout: context,
         inference,
     };
     rollout(model, env, spec, &ccad_core::backend::device(), |_| {}).unwrap()
@@ -59,16 +59,13 @@ fn assert_same(cached: &RolloutResult, full: &RolloutResult) {
 fn cached_actions_equal_full_rerun_compressed() {
     // 5×5 room, 6-step episodes, I = 4: 30 steps per env close 7 regions; 6 of them drop one.
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Compressed {
-        interval: 4,
-        boundary: Boundary::Fixed,
-    };
+    let context = Layout::new(CompressedQuery::new(4, Boundary::Fixed));
     let model = tiny_model(&env, context.max_len(), 3);
     let t = Sampling::Temperature(1.0);
-    let cached = run(&model, &env, context, Inference::Cached, t);
-    let full = run(&model, &env, context, Inference::Full, t);
+    let cached = run(&model, &env, context.clone(), Inference::Cached, t);
+    let full = run(&model, &env, context.clone(), Inference::Full, t);
     assert_same(&cached, &full);
-    let native = run(&model, &env, context, Inference::Native, t);
+    let native = run(&model, &env, context.clone(), Inference::Native, t);
     assert_same(&native, &full);
     assert_eq!(native.stats.rows_rebuilt, 5 * 6);
     assert_eq!(cached.stats.steps, 30);
@@ -86,10 +83,22 @@ fn cached_actions_equal_full_rerun_compressed() {
         assert!(ret.iter().all(|r| *r >= 0.0 && r <= opt));
     }
     // Greedy too.
-    let g = run(&model, &env, context, Inference::Cached, Sampling::Greedy);
+    let g = run(
+        &model,
+        &env,
+        context.clone(),
+        Inference::Cached,
+        Sampling::Greedy,
+    );
     assert_same(
         &g,
-        &run(&model, &env, context, Inference::Full, Sampling::Greedy),
+        &run(
+            &model,
+            &env,
+            context.clone(),
+            Inference::Full,
+            Sampling::Greedy,
+        ),
     );
 }
 
@@ -98,18 +107,18 @@ fn cached_actions_equal_full_rerun_predicted_boundary() {
     // With the head closing regions, rows close and drop regions at different steps: some rows
     // are rebuilt while others append in the same step.
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Compressed {
-        interval: 4,
-        boundary: Boundary::Predicted,
-    };
+    let context = Layout::new(CompressedQuery::new(4, Boundary::Predicted));
     let mut found = false;
     for seed in 0..8 {
         let model = tiny_model(&env, context.max_len(), seed);
         let t = Sampling::Temperature(1.0);
-        let cached = run(&model, &env, context, Inference::Cached, t);
-        let full = run(&model, &env, context, Inference::Full, t);
+        let cached = run(&model, &env, context.clone(), Inference::Cached, t);
+        let full = run(&model, &env, context.clone(), Inference::Full, t);
         assert_same(&cached, &full);
-        assert_same(&run(&model, &env, context, Inference::Native, t), &full);
+        assert_same(
+            &run(&model, &env, context.clone(), Inference::Native, t),
+            &full,
+        );
         // Fixed boundaries would close exactly 7 per env; more means the head closed some.
         if cached.stats.regions_closed > 5 * 7 {
             found = true;
@@ -125,12 +134,18 @@ fn cached_actions_equal_full_rerun_predicted_boundary() {
 #[test]
 fn cached_actions_equal_full_rerun_window() {
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Window { n_transit: 9 };
+    let context = Layout::new(WindowQuery::new(9));
     let model = tiny_model(&env, context.max_len(), 5);
     let t = Sampling::Temperature(1.0);
-    let cached = run(&model, &env, context, Inference::Cached, t);
-    assert_same(&cached, &run(&model, &env, context, Inference::Full, t));
-    assert_same(&run(&model, &env, context, Inference::Native, t), &cached);
+    let cached = run(&model, &env, context.clone(), Inference::Cached, t);
+    assert_same(
+        &cached,
+        &run(&model, &env, context.clone(), Inference::Full, t),
+    );
+    assert_same(
+        &run(&model, &env, context.clone(), Inference::Native, t),
+        &cached,
+    );
     // The window is full from step 8 on: every later step shifts it (30 - 8 = 22 rebuilds).
     assert_eq!(cached.stats.rows_rebuilt, 5 * 22);
 }
@@ -138,18 +153,14 @@ fn cached_actions_equal_full_rerun_window() {
 #[test]
 fn contexts_stay_within_2i_plus_3_during_a_rollout() {
     let env = DarkRoom::new(5, 6);
-    let context = ContextSpec::Compressed {
-        interval: 4,
-        boundary: Boundary::Fixed,
-    };
+    let context = Layout::new(CompressedQuery::new(4, Boundary::Fixed));
     let model = tiny_model(&env, context.max_len(), 1);
     let spec = RolloutSpec {
         tasks: vec![1, 2],
         seeds: vec![0, 0],
         episodes: 4,
         sampling: Sampling::Temperature(1.0),
-        context,
-        objective: Objective::Query,
+        layout: context,
         inference: Inference::Cached,
     };
     let mut r = Rollout::new(&model, &env, spec, &ccad_core::backend::device());

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         for (objective, mode) in runs {
             cfg.model.objective = objective;
             cfg.dataset.context = mode;
-            let ds = Arc::new(Dataset::new(corpus.clone(), layout_for(&cfg)?));
+            let ds = Arc::new(Dataset::new(corpus.clone(), layout_for(&cfg)));
             for bucket in [false, true] {
                 // A new pass order is made once per pass (every n_samples / batch batches).
                 let t = Instant::now();

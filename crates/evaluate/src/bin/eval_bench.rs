@@ -1,6 +1,8 @@
 //! `cargo run --release -p evaluate --bin eval_bench`: rollout env-steps/s, cached vs full
 //! re-run, at short and full compressed context (see `evaluate::bench`).
 
+use ccad_core::config::Boundary;
+use ccad_core::context::{CompressedQuery, ContextLayout};
 use clap::Parser;
 use evaluate::bench::bench;
 use evaluate::rollout::Inference;
@@ -30,7 +32,7 @@ fn main() -> std::process::ExitCode {
             ccad_core::backend::backend_name(),
             args.envs,
             args.interval,
-            2 * args.interval + 3,
+            CompressedQuery::new(args.interval, Boundary::Fixed).max_len(),
             args.repeats,
             rayon::current_num_threads()
         );

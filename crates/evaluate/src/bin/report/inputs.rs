@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ccad_core::config::{Config, ContextMode, Objective};
+use ccad_core::config::Config;
 use ccad_core::{Error, Result};
 use evaluate::run::{EVAL_DIR, RESULT_FILE, RUN_CONFIG, SUMMARY_FILE};
 use serde::Deserialize;
@@ -85,20 +85,6 @@ pub struct RunRecord {
     pub eval: EvalRecord,
 }
 
-fn context_name(c: ContextMode) -> &'static str {
-    match c {
-        ContextMode::Compressed => "compressed",
-        ContextMode::Window => "window",
-    }
-}
-
-fn objective_name(o: Objective) -> &'static str {
-    match o {
-        Objective::Query => "query",
-        Objective::Dense => "dense",
-    }
-}
-
 fn require_file(path: &Path, field: &str, hint: &str) -> Result<()> {
     if path.is_file() {
         Ok(())
@@ -148,7 +134,8 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
     let (shape, returns) = evaluate::npy::read_npy_f32(&npy_path)?;
 
     // The three records must describe the same model.
-    let context = context_name(config.dataset.context);
+    let layout = ccad_core::context::layout_for(&config);
+    let context = layout.context_name();
     if stats.context != context {
         return Err(Error::file(
             &stats_path,
@@ -166,7 +153,7 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
             ),
         ));
     }
-    let objective = objective_name(config.model.objective);
+    let objective = layout.objective_name();
     if stats.objective != objective {
         return Err(Error::file(
             &stats_path,

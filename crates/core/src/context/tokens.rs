@@ -1,4 +1,5 @@
-//! Compress markers (stored per transition) and token types (seen by the model).
+//! Token vocabulary: compress markers (stored per transition), token kinds and types (seen by
+//! the model), feature layouts, and the padded [`TokenBatch`] the model takes.
 
 /// Marker of a stored transition (DESIGN §4).
 pub mod marker {

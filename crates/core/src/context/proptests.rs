@@ -1,0 +1,261 @@
+//! The grammar's contract, for every layout: driving the rolling (evaluation) side over a
+//! history gives, at every step, exactly the training sequence of the corresponding sample.
+
+use proptest::prelude::*;
+
+use super::tokens::{PrevTransition, dense_features, marker, marker_at, transition_features};
+use super::*;
+use crate::config::Boundary;
+
+const OBS: usize = 2;
+const ACTIONS: usize = 3;
+
+/// Random histories laid end to end, with regions cut at multiples of the interval.
+struct Synthetic {
+    offsets: Vec<usize>,
+    states: Vec<i32>,
+    next_states: Vec<i32>,
+    actions: Vec<usize>,
+    rewards: Vec<f32>,
+    dones: Vec<bool>,
+    markers: Vec<u8>,
+    regions: Vec<RegionSpan>,
+    /// First region (flat number) of each history.
+    first_region: Vec<usize>,
+}
+
+impl Synthetic {
+    fn new(interval: usize, lengths: &[usize], seed: u64) -> Self {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = move |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % m) as i32
+        };
+        let mut s = Synthetic {
+            offsets: vec![0],
+            states: vec![],
+            next_states: vec![],
+            actions: vec![],
+            rewards: vec![],
+            dones: vec![],
+            markers: vec![],
+            regions: vec![],
+            first_region: vec![],
+        };
+        for (h, &len) in lengths.iter().enumerate() {
+            let h0 = *s.offsets.last().unwrap();
+            s.first_region.push(s.regions.len());
+            for t in 0..len {
+                s.states.extend([next(5), next(5)]);
+                s.next_states.extend([next(5), next(5)]);
+                s.actions.push(next(ACTIONS as u64) as usize);
+                s.rewards.push(next(2) as f32);
+                s.dones.push(next(4) == 0);
+                s.markers.push(marker_at(t, interval));
+                if t % interval == 0 {
+                    s.regions.push(RegionSpan {
+                        history: h,
+                        start: h0 + t,
+                        end: (h0 + t + interval).min(h0 + len),
+                        closed: t + interval <= len,
+                    });
+                }
+            }
+            s.offsets.push(h0 + len);
+        }
+        s
+    }
+
+    fn prev(&self, g: usize) -> PrevTransition<'_> {
+        PrevTransition {
+            s: &self.states[g * OBS..(g + 1) * OBS],
+            a: self.actions[g],
+            r: self.rewards[g],
+            s_next: &self.next_states[g * OBS..(g + 1) * OBS],
+            done: self.dones[g],
+        }
+    }
+
+    fn s(&self, g: usize) -> &[i32] {
+        &self.states[g * OBS..(g + 1) * OBS]
+    }
+}
+
+impl HistoryView for Synthetic {
+    fn obs_dim(&self) -> usize {
+        OBS
+    }
+    fn n_actions(&self) -> usize {
+        ACTIONS
+    }
+    fn n_histories(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    fn history_range(&self, h: usize) -> std::ops::Range<usize> {
+        self.offsets[h]..self.offsets[h + 1]
+    }
+    fn n_transitions(&self) -> usize {
+        *self.offsets.last().unwrap()
+    }
+    fn n_regions(&self) -> usize {
+        self.regions.len()
+    }
+    fn region(&self, r: usize) -> RegionSpan {
+        self.regions[r]
+    }
+    fn previous_region(&self, r: usize) -> Option<RegionSpan> {
+        (r > self.first_region[self.regions[r].history]).then(|| self.regions[r - 1])
+    }
+    fn region_of(&self, g: usize) -> usize {
+        self.regions.partition_point(|r| r.start <= g) - 1
+    }
+    fn action(&self, g: usize) -> usize {
+        self.actions[g]
+    }
+    fn marker(&self, g: usize) -> u8 {
+        self.markers[g]
+    }
+    fn state_index(&self, g: usize) -> usize {
+        let s = self.s(g);
+        (s[0] * 5 + s[1]) as usize
+    }
+    fn transition_features(&self, g: usize, out: &mut [f32]) {
+        let p = self.prev(g);
+        transition_features(p.s, p.a, p.r, p.s_next, ACTIONS, out);
+    }
+    fn dense_features(&self, g: usize, history_start: usize, out: &mut [f32]) {
+        let prev = (g > history_start).then(|| self.prev(g - 1));
+        dense_features(prev, self.s(g), ACTIONS, out);
+    }
+}
+
+/// A key/value cache as the events describe it: must track the context token for token.
+fn apply(cache: &mut Vec<Token>, event: CacheEvent, ctx: &RollingContext) {
+    match event {
+        CacheEvent::Appended(k) => {
+            let new = &ctx.tokens()[ctx.len() - k..];
+            cache.extend_from_slice(new);
+        }
+        CacheEvent::Shifted => *cache = ctx.tokens().to_vec(),
+    }
+    assert_eq!(cache.as_slice(), ctx.tokens(), "cache events lost a token");
+}
+
+/// Query layouts: before acting at step `t`, context + query = the sample of transition `g`.
+fn check_query(layout: Layout, view: &Synthetic) -> Result<(), TestCaseError> {
+    for h in 0..view.n_histories() {
+        let mut ctx = RollingContext::new(layout.clone());
+        let mut cache = ctx.tokens().to_vec();
+        for g in view.history_range(h) {
+            let q = ctx.query(view.state_index(g));
+            let input = ctx.with_query(q.as_ref());
+            let train = TokenSequence::of_sample(&*layout, view, g);
+            prop_assert_eq!(&input, &train.tokens, "transition {}", g);
+            prop_assert_eq!(layout.sample_len(view, g), input.len());
+            prop_assert!(input.len() <= layout.max_len());
+            let last = input.len() - 1;
+            prop_assert_eq!(train.target_action[last], view.actions[g] as i32);
+            let labelled = train.target_action.iter().filter(|&&a| a >= 0).count();
+            prop_assert_eq!(labelled, 1);
+            let event = ctx.observe(view.prev(g), view.s(g), ACTIONS, false);
+            apply(&mut cache, event, &ctx);
+        }
+    }
+    Ok(())
+}
+
+/// Dense layouts: after step `t`'s token went in, the context is the sample's prefix up to
+/// that token (compressed), or ends with it and equals it at a chunk's start or end (window).
+fn check_dense(
+    layout: Layout,
+    view: &Synthetic,
+    chunk: Option<usize>,
+) -> Result<(), TestCaseError> {
+    let mut chunk_base = 0;
+    for h in 0..view.n_histories() {
+        let range = view.history_range(h);
+        let mut ctx = RollingContext::new(layout.clone());
+        let mut cache = ctx.tokens().to_vec();
+        let event = ctx.begin(view.s(range.start), ACTIONS);
+        apply(&mut cache, event, &ctx);
+        for g in range.clone() {
+            let t = g - range.start;
+            let (sample, prefix) = match chunk {
+                None => {
+                    let r = view.region_of(g);
+                    (r, ctx.len())
+                }
+                Some(n) => (chunk_base + t / n, t % n + 1),
+            };
+            let train = TokenSequence::of_sample(&*layout, view, sample);
+            prop_assert!(prefix <= train.tokens.len());
+            prop_assert_eq!(layout.sample_len(view, sample), train.tokens.len());
+            let want = &train.tokens[..prefix];
+            let have = &ctx.tokens()[ctx.len() - prefix..];
+            prop_assert_eq!(have, want, "transition {}", g);
+            prop_assert!(ctx.len() <= layout.max_len());
+            if chunk.is_none_or(|n| t < n || t % n == n - 1) {
+                prop_assert_eq!(ctx.len(), prefix, "transition {}", g);
+            }
+            prop_assert_eq!(train.target_action[prefix - 1], view.actions[g] as i32);
+            let end = view.markers[g] == marker::END;
+            let want_type = if end { 2 } else { 0 };
+            prop_assert_eq!(train.target_type[prefix - 1], want_type);
+            if g + 1 < range.end {
+                let event = ctx.observe(view.prev(g), view.s(g + 1), ACTIONS, false);
+                apply(&mut cache, event, &ctx);
+            }
+        }
+        if let Some(n) = chunk {
+            chunk_base += range.len().div_ceil(n);
+        }
+    }
+    prop_assert_eq!(
+        chunk.map_or(view.n_regions(), |_| chunk_base),
+        layout.n_samples(view)
+    );
+    Ok(())
+}
+
+fn arb_case() -> impl Strategy<Value = (usize, usize, Vec<usize>, u64)> {
+    (
+        2usize..6,
+        2usize..8,
+        prop::collection::vec(1usize..30, 1..4),
+        any::<u64>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn compressed_query_evaluation_equals_training((i, _, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        check_query(Layout::new(CompressedQuery::new(i, Boundary::Fixed)), &view)?;
+    }
+
+    #[test]
+    fn window_query_evaluation_equals_training((i, n, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        check_query(Layout::new(WindowQuery::new(n)), &view)?;
+    }
+
+    #[test]
+    fn compressed_dense_evaluation_equals_training((i, _, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        check_dense(Layout::new(CompressedDense::new(i, Boundary::Fixed)), &view, None)?;
+    }
+
+    #[test]
+    fn window_dense_evaluation_equals_training((i, n, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        let mut layout = WindowDense::new(n);
+        layout.prepare(&view);
+        check_dense(Layout::new(layout), &view, Some(n))?;
+    }
+}
