@@ -1,13 +1,7 @@
 //! Evaluating a training run: find its config and newest checkpoint, check them against each
-//! other and the environment, roll out, write `runs/<run>/eval/`.
-//!
-//! ```text
-//! runs/<run>/config.toml                       the run's config (train writes it)
-//! runs/<run>/checkpoints/step-NNNNNNNN/        model.json + model.safetensors (the newest is used)
-//! runs/<run>/eval/eval_result.npy              float32 [n_envs, n_episodes] returns
-//! runs/<run>/eval/summary.json                 Summary
-//! runs/<run>/eval/events.out.tfevents.*        eval/return_mean, eval/return_normalized vs episode
-//! ```
+//! other and the environment, roll out, write `runs/<run>/eval/` (the folder's format:
+//! `model::run_folder`; the TensorBoard curve there is `eval/return_mean` and
+//! `eval/return_normalized` against the episode index).
 //!
 //! The config is the run's own copy; `--set` overrides apply on top of it, but only to what does
 //! not change the model's world: `[env]`, the context (`dataset.context`, `dataset.n_transit`,
@@ -23,18 +17,12 @@ use ccad_core::env::{Environment, make_env, split_tasks};
 use ccad_core::history::{HistoryReader, attrs};
 use ccad_core::tb::RunLog;
 use ccad_core::{Error, Result};
+use model::run_folder::{RESULT_FILE, RunDir, SUMMARY_FILE};
 use model::{AdModel, AdModelConfig};
 
 use crate::npy::write_npy;
 use crate::rollout::{RolloutResult, RolloutSpec, check_model, rollout};
 use crate::summary::{EvalInfo, Summary};
-
-pub const RUN_CONFIG: &str = "config.toml";
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const STEP_PREFIX: &str = "step-";
-pub const EVAL_DIR: &str = "eval";
-pub const RESULT_FILE: &str = "eval_result.npy";
-pub const SUMMARY_FILE: &str = "summary.json";
 
 /// What to evaluate and how; `None` keeps the run config's value.
 #[derive(Debug, Clone, Default)]
@@ -60,24 +48,6 @@ pub struct EvalOutcome {
     pub summary: Summary,
 }
 
-/// The newest complete checkpoint of a run: `checkpoints/step-N` with the highest `N`
-/// (temporary `.step-*` folders of an unfinished write are ignored).
-pub fn latest_checkpoint(run_dir: &Path) -> Result<(PathBuf, u64)> {
-    let dir = run_dir.join(CHECKPOINTS_DIR);
-    let none = || Error::file(&dir, "checkpoint", "no checkpoint found (run train first)");
-    let entries = std::fs::read_dir(&dir).map_err(|_| none())?;
-    entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix(STEP_PREFIX)?.parse::<u64>().ok()?;
-            Some((e.path(), step))
-        })
-        .max_by_key(|(_, step)| *step)
-        .ok_or_else(none)
-}
-
 /// The run's config with `overrides`, refusing overrides that change what the model was
 /// trained for.
 pub fn load_run_config(run_dir: &Path, overrides: &[String]) -> Result<Config> {
@@ -88,7 +58,7 @@ pub fn load_run_config(run_dir: &Path, overrides: &[String]) -> Result<Config> {
             "run folder does not exist (run train first, or pass --run)",
         ));
     }
-    let path = run_dir.join(RUN_CONFIG);
+    let path = RunDir::new(run_dir).config_path();
     if !path.is_file() {
         return Err(Error::file(
             &path,
@@ -131,13 +101,15 @@ pub fn check_checkpoint(
     env: &dyn Environment,
     ckpt: &Path,
 ) -> Result<()> {
-    let file = ckpt.join(model::CONFIG_FILE);
-    let m = &cfg.model;
+    let file = ckpt.join(model::run_folder::MODEL_CONFIG_FILE);
+    // The model the run's config builds for the checkpoint's data; the data's side is checked
+    // against the environment and context below.
+    let want = AdModelConfig::for_data(&cfg.model, model.data_dims());
     let pairs = [
-        ("d_model", model.d_model, m.d_model),
-        ("n_layers", model.n_layers, m.n_layers),
-        ("n_heads", model.n_heads, m.n_heads),
-        ("d_ff", model.d_ff, m.d_ff),
+        ("d_model", model.d_model, want.d_model),
+        ("n_layers", model.n_layers, want.n_layers),
+        ("n_heads", model.n_heads, want.n_heads),
+        ("d_ff", model.d_ff, want.d_ff),
     ];
     for (field, have, want) in pairs {
         if have != want {
@@ -234,6 +206,7 @@ fn task_set_name(s: TaskSet) -> &'static str {
 /// Evaluate a run's newest checkpoint and write the outputs. Notes (e.g. a missing dataset)
 /// go to stderr.
 pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> {
+    let run = RunDir::new(&opts.run_dir);
     let mut cfg = load_run_config(&opts.run_dir, &opts.overrides)?;
     let e = &mut cfg.eval;
     e.tasks = opts.tasks.unwrap_or(e.tasks);
@@ -242,9 +215,9 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
     e.episodes = opts.episodes.unwrap_or(e.episodes);
     e.seeds = opts.seeds.unwrap_or(e.seeds);
     cfg.validate()
-        .map_err(|(field, msg)| Error::file(&opts.run_dir.join(RUN_CONFIG), field, msg))?;
+        .map_err(|(field, msg)| Error::file(&run.config_path(), field, msg))?;
 
-    let (ckpt, step) = latest_checkpoint(&opts.run_dir)?;
+    let (step, ckpt) = run.require_latest_checkpoint()?;
     let env = make_env(&cfg.env);
     let model = AdModel::load(&ckpt, device)?.valid();
     check_checkpoint(model.config(), &cfg, env.as_ref(), &ckpt)?;
@@ -280,7 +253,7 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
     let info = EvalInfo {
         run: opts.run_dir.display().to_string(),
         checkpoint: ckpt.display().to_string(),
-        checkpoint_step: Some(step),
+        checkpoint_step: Some(step as u64),
         env: env.name().to_string(),
         task_set: task_set_name(cfg.eval.tasks).to_string(),
         context: layout.context_name().to_string(),
@@ -298,10 +271,7 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         backend: ccad_core::backend::backend_name().to_string(),
     };
     let summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info);
-    let out_dir = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| opts.run_dir.join(EVAL_DIR));
+    let out_dir = opts.out_dir.clone().unwrap_or_else(|| run.eval_dir());
     write_outputs(&out_dir, &result, &summary)?;
     Ok(EvalOutcome {
         out_dir,

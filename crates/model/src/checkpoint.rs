@@ -1,5 +1,5 @@
 //! Save and load: weights as SafeTensors ([`WEIGHTS_FILE`]) beside the [`AdModelConfig`] as
-//! JSON ([`CONFIG_FILE`]), each written atomically, so a folder alone rebuilds the model.
+//! JSON ([`MODEL_CONFIG_FILE`]), each written atomically, so a folder alone rebuilds the model.
 
 use std::path::Path;
 
@@ -7,24 +7,20 @@ use burn::store::{ApplyError, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use ccad_core::error::{Error, Result};
 
+use crate::run_folder::{MODEL_CONFIG_FILE, WEIGHTS_FILE};
 use crate::{AdModel, AdModelConfig};
-
-/// Weights inside a model folder.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// [`AdModelConfig`] as JSON inside a model folder.
-pub const CONFIG_FILE: &str = "model.json";
 
 impl AdModel {
     /// Write `dir/model.json` and `dir/model.safetensors` (folder created if missing), each
     /// atomically: a crash leaves the old file or the new one, never a partial one.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        self.config().save(&dir.join(CONFIG_FILE))?;
+        self.config().save(&dir.join(MODEL_CONFIG_FILE))?;
         self.save_weights(&dir.join(WEIGHTS_FILE))
     }
 
     /// Rebuild a model from a folder written by [`save`](Self::save), on `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let config = AdModelConfig::load(&dir.join(CONFIG_FILE))?;
+        let config = AdModelConfig::load(&dir.join(MODEL_CONFIG_FILE))?;
         config.init(device).load_weights(&dir.join(WEIGHTS_FILE))
     }
 

@@ -5,13 +5,14 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use ccad_core::config::ModelConfig;
+use ccad_core::env::Environment;
 use ccad_core::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::AdModel;
 
 /// Shape and regularisation of an [`AdModel`]. Stored as JSON beside the weights
-/// ([`crate::CONFIG_FILE`]) so evaluation can rebuild the model from a folder alone.
+/// ([`crate::run_folder::MODEL_CONFIG_FILE`]) so evaluation can rebuild the model from a folder alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdModelConfig {
@@ -37,8 +38,56 @@ pub struct AdModelConfig {
     pub type_loss_weight: f64,
 }
 
+/// The data's side of a model's shape: what the environment and the token layout report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataDims {
+    /// Width of a transition token's features, as the token layout reports it.
+    pub feat_dim: usize,
+    pub n_states: usize,
+    pub n_actions: usize,
+    /// Longest sequence the token layout produces.
+    pub max_len: usize,
+}
+
+impl DataDims {
+    /// States and actions from `env`; feature width and longest sequence from the token
+    /// layout (the dataset's `feat_dim()` / `max_len()` in training, the context in
+    /// evaluation).
+    pub fn new(env: &dyn Environment, feat_dim: usize, max_len: usize) -> Self {
+        Self {
+            feat_dim,
+            n_states: env.n_states(),
+            n_actions: env.n_actions(),
+            max_len,
+        }
+    }
+}
+
 impl AdModelConfig {
-    /// The experiment's `[model]` section plus the data's dimensions.
+    /// The model a run trains: the config's `[model]` section over the data's dimensions.
+    /// Training builds its model with it and evaluation checks a checkpoint against it.
+    pub fn for_data(model: &ModelConfig, data: DataDims) -> Self {
+        Self::new(
+            model,
+            data.feat_dim,
+            data.n_states,
+            data.n_actions,
+            data.max_len,
+        )
+    }
+
+    /// The dimensions this model was built for.
+    pub fn data_dims(&self) -> DataDims {
+        DataDims {
+            feat_dim: self.feat_dim,
+            n_states: self.n_states,
+            n_actions: self.n_actions,
+            max_len: self.max_len,
+        }
+    }
+
+    /// The experiment's `[model]` section plus the data's dimensions, one by one
+    /// ([`for_data`](Self::for_data) takes them together).
     pub fn new(
         model: &ModelConfig,
         feat_dim: usize,
@@ -150,6 +199,33 @@ mod tests {
         assert_eq!(c.type_loss_weight, 0.1);
         assert_eq!((c.dropout, c.attention_dropout), (0.1, 0.1));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn for_data_takes_states_and_actions_from_the_environment() {
+        // What train's trainer and bench built before: `new(&cfg.model, ds.feat_dim(),
+        // env.n_states(), env.n_actions(), ds.max_len())`, Dark Room 9x9 with I = 80.
+        let env = ccad_core::env::make_env(&ccad_core::config::EnvConfig::default());
+        let dims = DataDims::new(env.as_ref(), 10, 163);
+        assert_eq!(
+            dims,
+            DataDims {
+                feat_dim: 10,
+                n_states: 81,
+                n_actions: 5,
+                max_len: 163
+            }
+        );
+        let model = ModelConfig::default();
+        assert_eq!(AdModelConfig::for_data(&model, dims), small());
+        assert_eq!(small().data_dims(), dims);
+        // Evaluation's expectation for a checkpoint: its own dims under the run's `[model]`.
+        let other = ModelConfig {
+            d_model: 32,
+            ..model
+        };
+        let expected = AdModelConfig::for_data(&other, small().data_dims());
+        assert_eq!((expected.d_model, expected.max_len), (32, 163));
     }
 
     #[test]

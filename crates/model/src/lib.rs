@@ -1,7 +1,8 @@
 //! model: the token-type transformer of compressed-context Algorithm Distillation
 //! (DESIGN §5–§6), shared by `train` and `evaluate`.
 //!
-//! - [`AdModelConfig`]: the `[model]` section plus the data's dimensions; JSON on disk.
+//! - [`AdModelConfig`]: the `[model]` section plus the data's dimensions ([`DataDims`]); JSON
+//!   on disk.
 //! - [`AdModel`]: token layout (transition Linear, query-state embedding, learned `<c>`/`</c>`,
 //!   token-type and position embeddings) → causal pre-norm encoder → action and token-type
 //!   heads at every position.
@@ -17,6 +18,8 @@
 //! - [`native::NativeNet`]: the same model's training step (forward, loss, backward) in plain
 //!   Rust over one flat parameter vector, for CPU training; converts to and from [`AdModel`] and
 //!   is tested gradient by gradient against burn's autodiff.
+//! - [`run_folder`]: the run folder's format (file names, checkpoint listing, `state.json`,
+//!   `train_stats.json`), written by `train`, read by `evaluate` and its report.
 //!
 //! Input contract: [`ccad_core::tokens::TokenBatch`], left-aligned and right-padded.
 //! Padding never reaches a real position (causal attention over left-aligned rows) nor the
@@ -42,12 +45,14 @@ mod checkpoint;
 mod config;
 mod model;
 pub mod native;
+pub mod run_folder;
 mod token;
 
 pub use cache::{KvCache, StepLogits};
-pub use checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
-pub use config::AdModelConfig;
+pub use config::{AdModelConfig, DataDims};
 pub use model::{AdModel, Logits, Loss, LossMetrics};
+// A model folder's files, under the names `AdModel::save` has always exported them as.
+pub use run_folder::{MODEL_CONFIG_FILE as CONFIG_FILE, WEIGHTS_FILE};
 pub use token::{Token, batch_from_tokens};
 
 #[cfg(test)]

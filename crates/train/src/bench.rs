@@ -12,7 +12,7 @@ use ccad_core::env::make_env;
 use ccad_core::{Error, Result, backend};
 use dataset::synthetic::{SyntheticSpec, write_synthetic};
 use dataset::{Dataset, Prefetcher, Sampler};
-use model::AdModelConfig;
+use model::{AdModelConfig, DataDims};
 use serde::{Deserialize, Serialize};
 
 use crate::learner::Learner;
@@ -58,13 +58,8 @@ pub fn bench_setting(
     let t = &cfg.train;
     let ds = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Train)?);
     let env = make_env(&cfg.env);
-    let model_cfg = AdModelConfig::new(
-        &cfg.model,
-        ds.feat_dim(),
-        env.n_states(),
-        env.n_actions(),
-        ds.max_len(),
-    );
+    let data = DataDims::new(env.as_ref(), ds.feat_dim(), ds.max_len());
+    let model_cfg = AdModelConfig::for_data(&cfg.model, data);
     let device = backend::autodiff_device();
     let mut learner = Learner::new(&model_cfg, t, &device);
     let sampler = Sampler::new(

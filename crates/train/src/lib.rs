@@ -8,12 +8,12 @@
 //!   flat vectors (the default on the CPU build), or `burn`, burn autodiff and burn's AdamW
 //!   (the default on GPU builds).
 //! - [`icl`]: [`icl::EvaluateProbe`], that hook over `evaluate::in_context_curve`.
-//! - [`run`]: the run folder's layout, atomic rotating checkpoints, config compatibility,
-//!   [`latest_checkpoint`] (where `evaluate` finds the model).
+//! - [`run`]: what training does to a run folder (whose format is `model::run_folder`):
+//!   atomic rotating checkpoints, config compatibility, clean-up after a killed session.
 //! - [`schedule`]: the learning rate of a step.
 //! - [`optim`]: AdamW from the config (burn's, and [`optim::FlatAdamW`], its flat-vector
 //!   copy), global-norm clipping, stable parameter ids.
-//! - [`stats`]: `train_stats.json` and peak memory.
+//! - [`stats`]: peak memory and CPU time for `train_stats.json` and the benchmark.
 //! - [`bench`]: speed and memory per (batch, context) setting, one process each.
 //!
 //! Choices where DESIGN is silent:
@@ -40,6 +40,5 @@ pub mod stats;
 pub mod trainer;
 
 pub use learner::{GradNorm, Learner, StepOutput, held_out_metrics, step_seed};
-pub use run::{CheckpointState, RunDir, latest_checkpoint, list_checkpoints};
-pub use stats::TrainStats;
+pub use run::RunDirTraining;
 pub use trainer::{IclProbe, IclResult, TrainOptions, TrainOutcome, train, train_at};

@@ -1,42 +1,23 @@
-//! The run folder: config record, TensorBoard files, stats, and checkpoints.
-//!
-//! ```text
-//! runs/<run>/
-//!   config.toml                      the config the run trains with (atomic)
-//!   train_stats.json                 speed/memory record, rewritten at every summary (atomic)
-//!   events.out.tfevents.*            TensorBoard (one file per training session)
-//!   checkpoints/
-//!     latest                         name of the newest complete checkpoint, e.g. "step-00002000"
-//!     step-00001500/  step-00002000/ the newest `keep_checkpoints`, each complete:
-//!       model.json  model.safetensors   the model (`model::AdModel::load(folder, device)`)
-//!       optimizer.bpk                   AdamW state of the burn engine (burnpack), parameters numbered 1..n
-//!       optimizer-native.bin            or that of the native engine (step count, flat moments)
-//!       state.json                      step, sampler position, seed, counters
-//!       config.toml                     the config at that step
-//!     .step-00002500.tmp-<pid>/      a checkpoint being written (removed on the next start)
-//! ```
+//! What training does to a run folder (its format: `model::run_folder`): config
+//! compatibility between sessions, `--fresh`, clean-up after a killed session, and atomic
+//! rotating checkpoints.
 //!
 //! A checkpoint is written into a temporary folder, every file fsynced, then renamed: a folder
 //! named `step-*` is always complete. `latest` is rewritten (atomically) after the rename and
 //! before old checkpoints are removed, so it always names a complete folder; readers may also
-//! scan for the highest `step-*` ([`latest_checkpoint`]), which is what resuming does.
+//! scan for the highest `step-*` (`RunDir::latest_checkpoint`), which is what resuming does.
 
 use std::path::{Path, PathBuf};
 
 use ccad_core::config::Config;
 use ccad_core::{Error, Result};
-use serde::{Deserialize, Serialize};
+use model::run_folder::{
+    CheckpointState, LATEST_FILE, RUN_CONFIG_FILE, RunDir, STATE_FILE, STATS_FILE, checkpoint_name,
+    is_partial_checkpoint, partial_checkpoint_name,
+};
 
-pub const CONFIG_FILE: &str = "config.toml";
-pub const STATS_FILE: &str = "train_stats.json";
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const LATEST_FILE: &str = "latest";
-pub const STATE_FILE: &str = "state.json";
-/// The burn engine's optimiser state.
-pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
-/// The native engine's optimiser state (`optim::FlatAdamW`).
-pub const NATIVE_OPTIMIZER_FILE: &str = "optimizer-native.bin";
-const STEP_PREFIX: &str = "step-";
+// The learner saves and finds its optimiser state under these names.
+pub use model::run_folder::{NATIVE_OPTIMIZER_FILE, OPTIMIZER_FILE};
 
 /// Config keys that may differ between sessions of one run: they change how a run is watched
 /// or how long it goes, not what it learns. `train.steps` may grow or shrink: the cosine
@@ -61,106 +42,57 @@ pub const MAY_CHANGE: &[&str] = &[
 /// file, which the dataset crate checks against env and interval), `[eval]` comes after.
 pub const IGNORED_SECTIONS: &[&str] = &["ppo", "eval"];
 
-/// What a checkpoint needs besides the model and optimiser to continue the same run.
-/// Data order and dropout masks are functions of `(seed, step)` (the sampler's batch `i`
-/// depends only on its seed and `i`; the device is reseeded every step), so `step` and `seed`
-/// are the whole random state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointState {
-    /// Optimiser steps done.
-    pub step: usize,
-    /// Number of the next batch the sampler hands out.
-    pub sampler_position: u64,
-    pub seed: u64,
-    /// Samples trained on so far.
-    pub samples_seen: u64,
-    /// Learning rate of the last step taken.
-    pub lr: f64,
-    /// Seconds spent in training steps over all sessions.
-    pub train_seconds: f64,
-    pub backend: String,
-    /// `"native"` or `"burn"`: the engine that wrote the checkpoint (empty in checkpoints
-    /// from before engines).
-    #[serde(default)]
-    pub engine: String,
-}
-
-/// `runs/<run>` and what lies in it.
-#[derive(Debug, Clone)]
-pub struct RunDir {
-    root: PathBuf,
-}
-
-impl RunDir {
-    pub fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_path_buf(),
-        }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.root.join(CONFIG_FILE)
-    }
-
-    pub fn stats_path(&self) -> PathBuf {
-        self.root.join(STATS_FILE)
-    }
-
-    pub fn checkpoints(&self) -> PathBuf {
-        self.root.join(CHECKPOINTS_DIR)
-    }
-
-    /// `checkpoints/step-00001000`
-    pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
-        self.checkpoints().join(format!("{STEP_PREFIX}{step:08}"))
-    }
-
-    /// Complete checkpoints, oldest first.
-    pub fn list_checkpoints(&self) -> Result<Vec<(usize, PathBuf)>> {
-        list_checkpoints(&self.root)
-    }
-
+/// Training's side of a run folder.
+pub trait RunDirTraining {
     /// `--fresh`: remove the whole run folder. It is renamed aside first, so an interruption
     /// never leaves a half-deleted run under the run's name.
-    pub fn clear(&self) -> Result<()> {
-        if !self.root.exists() {
+    fn clear(&self) -> Result<()>;
+    /// Remove checkpoint folders a killed process left half-written.
+    fn remove_partial_checkpoints(&self) -> Result<()>;
+    /// Remove what an earlier session wrote before its first checkpoint (TensorBoard files,
+    /// stats): training restarts from step 0 and would otherwise draw a second curve.
+    fn remove_stale_logs(&self) -> Result<()>;
+    /// Refuse a run folder whose `config.toml` differs from `cfg` in a key that matters
+    /// (anything outside [`MAY_CHANGE`] and [`IGNORED_SECTIONS`]). Returns notices for
+    /// allowed changes (e.g. a new `train.steps`).
+    fn check_config(&self, cfg: &Config) -> Result<Vec<String>>;
+    /// Record `cfg` as the run's config.
+    fn write_config(&self, cfg: &Config) -> Result<()>;
+}
+
+impl RunDirTraining for RunDir {
+    fn clear(&self) -> Result<()> {
+        if !self.root().exists() {
             return Ok(());
         }
         let name = self
-            .root
+            .root()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "run".into());
         let trash = self
-            .root
+            .root()
             .with_file_name(format!(".{name}.trash-{}", std::process::id()));
-        std::fs::rename(&self.root, &trash).map_err(|e| Error::io(&self.root, e))?;
+        std::fs::rename(self.root(), &trash).map_err(|e| Error::io(self.root(), e))?;
         std::fs::remove_dir_all(&trash).map_err(|e| Error::io(&trash, e))
     }
 
-    /// Remove checkpoint folders a killed process left half-written.
-    pub fn remove_partial_checkpoints(&self) -> Result<()> {
+    fn remove_partial_checkpoints(&self) -> Result<()> {
         let dir = self.checkpoints();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!(".{STEP_PREFIX}")) && name.contains(".tmp-") {
+            if is_partial_checkpoint(&name) {
                 std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(&e.path(), err))?;
             }
         }
         Ok(())
     }
 
-    /// Remove what an earlier session wrote before its first checkpoint (TensorBoard files,
-    /// stats): training restarts from step 0 and would otherwise draw a second curve.
-    pub fn remove_stale_logs(&self) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
+    fn remove_stale_logs(&self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(self.root()) else {
             return Ok(());
         };
         for e in entries.flatten() {
@@ -172,10 +104,7 @@ impl RunDir {
         Ok(())
     }
 
-    /// Refuse a run folder whose `config.toml` differs from `cfg` in a key that matters
-    /// (anything outside [`MAY_CHANGE`] and [`IGNORED_SECTIONS`]). Returns notices for
-    /// allowed changes (e.g. a new `train.steps`).
-    pub fn check_config(&self, cfg: &Config) -> Result<Vec<String>> {
+    fn check_config(&self, cfg: &Config) -> Result<Vec<String>> {
         let path = self.config_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -220,44 +149,9 @@ impl RunDir {
         Ok(notices)
     }
 
-    /// Record `cfg` as the run's config.
-    pub fn write_config(&self, cfg: &Config) -> Result<()> {
+    fn write_config(&self, cfg: &Config) -> Result<()> {
         ccad_core::atomic::write_atomic(&self.config_path(), cfg.to_toml_string().as_bytes())
     }
-}
-
-/// Complete checkpoints under `run_dir`, oldest first (none if the folder is missing).
-pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
-    let dir = run_dir.join(CHECKPOINTS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
-    let mut out: Vec<(usize, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix(STEP_PREFIX)?.parse().ok()?;
-            Some((step, e.path()))
-        })
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
-/// The newest complete checkpoint folder of a run, if any (what `evaluate` loads the model
-/// from with `model::AdModel::load`).
-pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
-    Ok(list_checkpoints(run_dir)?.pop().map(|(_, p)| p))
-}
-
-/// Read a checkpoint's `state.json`.
-pub fn read_state(dir: &Path) -> Result<CheckpointState> {
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::file(&path, "state", e.to_string()))
 }
 
 /// Write a complete checkpoint for `state.step` atomically: `fill` writes the model and
@@ -274,21 +168,16 @@ pub fn write_checkpoint(
     let dest = run.checkpoint_dir(state.step);
     let parent = run.checkpoints();
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let name = dest
-        .file_name()
-        .expect("step folder")
-        .to_string_lossy()
-        .into_owned();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let name = checkpoint_name(state.step);
+    let tmp = parent.join(partial_checkpoint_name(state.step, std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let result = (|| {
         fill(&tmp)?;
-        let json = serde_json::to_string_pretty(state).expect("state serialises");
-        std::fs::write(tmp.join(STATE_FILE), json).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::write(tmp.join(CONFIG_FILE), config_toml).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::write(tmp.join(STATE_FILE), state.to_json()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::write(tmp.join(RUN_CONFIG_FILE), config_toml).map_err(|e| Error::io(&tmp, e))?;
         sync_folder(&tmp)?;
         if dest.exists() {
             // Only when a run is re-checkpointed at the same step (e.g. Ctrl-C right after one).
@@ -437,9 +326,10 @@ mod tests {
         assert_eq!(steps, vec![30, 40]);
         let latest = std::fs::read_to_string(run.checkpoints().join(LATEST_FILE)).unwrap();
         assert_eq!(latest, "step-00000040");
-        let newest = latest_checkpoint(dir.path()).unwrap().unwrap();
-        assert_eq!(read_state(&newest).unwrap(), state(40));
-        assert!(newest.join(CONFIG_FILE).exists() && newest.join("model.safetensors").exists());
+        let (step, newest) = run.latest_checkpoint().unwrap().unwrap();
+        assert_eq!(step, 40);
+        assert_eq!(CheckpointState::read(&newest).unwrap(), state(40));
+        assert!(newest.join(RUN_CONFIG_FILE).exists() && newest.join("model.safetensors").exists());
     }
 
     #[test]

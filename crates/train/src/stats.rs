@@ -1,45 +1,5 @@
-//! `train_stats.json`: what a report needs to compare runs on speed and memory.
-
-use std::path::Path;
-
-use ccad_core::Result;
-use serde::{Deserialize, Serialize};
-
-/// Rewritten atomically at every summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainStats {
-    /// `ccad_core::backend::backend_name()`.
-    pub backend: String,
-    /// `"native"` or `"burn"`: what computed the training steps (empty in older files).
-    #[serde(default)]
-    pub engine: String,
-    /// `"compressed"` or `"window"`.
-    pub context: String,
-    /// `"query"` or `"dense"`.
-    pub objective: String,
-    /// Longest sequence the layout can produce (`2I + 3` or `n_transit`).
-    pub max_context_tokens: usize,
-    pub batch_size: usize,
-    pub steps_done: usize,
-    pub steps_total: usize,
-    /// Mean over this session's training steps (batch wait included; evaluation and
-    /// checkpoints excluded).
-    pub samples_per_sec: f64,
-    pub seconds_per_step: f64,
-    /// Mean real tokens per sample and mean padded length per batch, this session.
-    pub mean_tokens: f64,
-    pub mean_padded_len: f64,
-    /// The process's peak resident memory so far (`VmHWM`), MiB; 0 where unknown.
-    pub peak_memory_mib: f64,
-    pub n_params: usize,
-}
-
-impl TrainStats {
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).expect("stats serialise");
-        ccad_core::atomic::write_atomic(path, json.as_bytes())
-    }
-}
+//! What the process measures about itself (memory, CPU time) for `train_stats.json`
+//! (`model::run_folder::TrainStats`) and the benchmark.
 
 /// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`);
 /// `None` where the file does not exist (not Linux).

@@ -11,11 +11,12 @@ use ccad_core::history::HistoryReader;
 use ccad_core::tb::RunLog;
 use ccad_core::{Error, Result, backend};
 use dataset::{Dataset, Prefetcher, Sampler, fixed_batches};
-use model::{AdModel, AdModelConfig, LossMetrics};
+use model::run_folder::{CheckpointState, RunDir, TrainStats};
+use model::{AdModel, AdModelConfig, DataDims, LossMetrics};
 
 use crate::learner::{GradNorm, Learner};
-use crate::run::{CheckpointState, RunDir, read_state, write_checkpoint};
-use crate::stats::{TrainStats, peak_memory_mib};
+use crate::run::{RunDirTraining, write_checkpoint};
+use crate::stats::peak_memory_mib;
 
 /// How one invocation trains.
 #[derive(Debug, Clone, Default)]
@@ -133,13 +134,8 @@ pub fn train_at(
         Vec::new()
     };
     let env = make_env(&cfg.env);
-    let model_cfg = AdModelConfig::new(
-        &cfg.model,
-        train_ds.feat_dim(),
-        env.n_states(),
-        env.n_actions(),
-        train_ds.max_len(),
-    );
+    let data = DataDims::new(env.as_ref(), train_ds.feat_dim(), train_ds.max_len());
+    let model_cfg = AdModelConfig::for_data(&cfg.model, data);
 
     if opts.fresh {
         run.clear()?;
@@ -150,7 +146,7 @@ pub fn train_at(
     let device = backend::autodiff_device();
     let (mut learner, resumed) = match run.list_checkpoints()?.pop() {
         Some((_, dir)) => {
-            let state = read_state(&dir)?;
+            let state = CheckpointState::read(&dir)?;
             let learner = Learner::resume(&dir, &model_cfg, t, &device)?;
             say(&format!("resuming from {}", dir.display()));
             (learner, Some((state, dir)))

@@ -11,11 +11,12 @@ use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::{TokenBatch, marker_at};
 use dataset::{Dataset, fixed_batches};
 use model::native::{NativeNet, reference_loss_and_grads};
+use model::run_folder::{CheckpointState, RunDir, TrainStats};
 use model::{AdModel, AdModelConfig};
 use train::learner::{BurnLearner, Learner};
 use train::optim::{FlatAdamW, clip_global_norm_flat};
 use train::schedule::lr_at;
-use train::{TrainOptions, TrainStats, train_at};
+use train::{TrainOptions, train_at};
 
 /// The device's random generator is shared: training tests run one at a time so each run's
 /// dropout masks come only from its own seeds.
@@ -131,10 +132,16 @@ fn params(model: &AdModel) -> Vec<f32> {
     c.0
 }
 
-fn final_params(run: &Path) -> Vec<f32> {
-    let dir = train::latest_checkpoint(run)
+/// The newest complete checkpoint folder of a run.
+fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
+    RunDir::new(run)
+        .latest_checkpoint()
         .unwrap()
-        .expect("a checkpoint");
+        .map(|(_, dir)| dir)
+}
+
+fn final_params(run: &Path) -> Vec<f32> {
+    let dir = latest_checkpoint(run).expect("a checkpoint");
     params(&AdModel::load(&dir, &ccad_core::backend::device()).unwrap())
 }
 
@@ -249,7 +256,8 @@ fn resuming_after_a_kill_gives_the_uninterrupted_parameters(engine: &str) {
     let partial = killed.join("checkpoints/.step-00000010.tmp-99");
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("model.safetensors"), b"half").unwrap();
-    let steps: Vec<usize> = train::list_checkpoints(&killed)
+    let steps: Vec<usize> = RunDir::new(&killed)
+        .list_checkpoints()
         .unwrap()
         .iter()
         .map(|c| c.0)
@@ -271,7 +279,7 @@ fn resuming_after_a_kill_gives_the_uninterrupted_parameters(engine: &str) {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert!(max <= 1e-6, "{engine}: resumed parameters differ by {max}");
-    let state = train::run::read_state(&train::latest_checkpoint(&killed).unwrap().unwrap());
+    let state = CheckpointState::read(&latest_checkpoint(&killed).unwrap());
     assert_eq!(state.unwrap().engine, engine);
     // Both moved away from their initialisation the same way: the run really trained.
     let first = params(
@@ -322,7 +330,7 @@ fn a_run_folder_of_another_config_is_refused_unless_fresh() {
     };
     let out = train_at(&other, &f.data, &run, &fresh, None).unwrap();
     assert_eq!(out.steps_done, 5);
-    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
+    let dir = latest_checkpoint(&run).unwrap();
     assert_eq!(
         AdModel::load(&dir, &ccad_core::backend::device())
             .unwrap()
@@ -348,7 +356,8 @@ fn only_the_newest_checkpoints_are_kept() {
     let f = fixture(&cfg);
     let run = f.root.join("runs/k");
     train_at(&cfg, &f.data, &run, &quiet(), None).unwrap();
-    let steps: Vec<usize> = train::list_checkpoints(&run)
+    let steps: Vec<usize> = RunDir::new(&run)
+        .list_checkpoints()
         .unwrap()
         .iter()
         .map(|c| c.0)
@@ -367,7 +376,7 @@ fn only_the_newest_checkpoints_are_kept() {
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
-    let state = train::run::read_state(&dir).unwrap();
+    let state = CheckpointState::read(&dir).unwrap();
     assert_eq!(
         (state.step, state.sampler_position, state.samples_seen),
         (11, 11, 11 * 16)
@@ -567,7 +576,7 @@ fn a_checkpoint_continues_only_under_its_own_engine() {
     let f = fixture(&cfg);
     let run = f.root.join("runs/engines");
     train_at(&cfg, &f.data, &run, &quiet(), None).unwrap();
-    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
+    let dir = latest_checkpoint(&run).unwrap();
     assert!(dir.join("optimizer-native.bin").is_file());
     assert!(!dir.join("optimizer.bpk").exists());
 
@@ -587,8 +596,8 @@ fn a_checkpoint_continues_only_under_its_own_engine() {
     let auto = config(&["train.steps=7"]);
     let out = train_at(&auto, &f.data, &run, &quiet(), None).unwrap();
     assert_eq!(out.steps_done, 7);
-    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
-    assert_eq!(train::run::read_state(&dir).unwrap().engine, "native");
+    let dir = latest_checkpoint(&run).unwrap();
+    assert_eq!(CheckpointState::read(&dir).unwrap().engine, "native");
 
     // The same the other way round: a burn checkpoint refuses native, auto keeps burn.
     let burn = config(&["train.steps=5", "train.engine=burn"]);
@@ -603,7 +612,7 @@ fn a_checkpoint_continues_only_under_its_own_engine() {
         "{err}"
     );
     train_at(&auto, &f.data, &run, &quiet(), None).unwrap();
-    let dir = train::latest_checkpoint(&run).unwrap().unwrap();
-    assert_eq!(train::run::read_state(&dir).unwrap().engine, "burn");
+    let dir = latest_checkpoint(&run).unwrap();
+    assert_eq!(CheckpointState::read(&dir).unwrap().engine, "burn");
     assert!(dir.join("optimizer.bpk").is_file());
 }

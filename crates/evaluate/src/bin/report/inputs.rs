@@ -1,11 +1,7 @@
-//! One run folder's records, read and cross-checked:
-//!
-//! ```text
-//! runs/<run>/train_stats.json      what train measured (speed, memory, context length)
-//! runs/<run>/config.toml           the config the run trained with
-//! runs/<run>/eval/summary.json     the evaluation's setup and each environment's optimum
-//! runs/<run>/eval/eval_result.npy  float32 [n_envs, n_episodes] returns
-//! ```
+//! One run folder's records (format: `model::run_folder`), read and cross-checked: what
+//! train measured (`train_stats.json`: speed, memory, context length), the config the run
+//! trained with, the evaluation's setup and each environment's optimum (`eval/summary.json`)
+//! and its returns (`eval/eval_result.npy`).
 //!
 //! Every problem is one error naming the file and the field.
 
@@ -13,28 +9,9 @@ use std::path::{Path, PathBuf};
 
 use ccad_core::config::Config;
 use ccad_core::{Error, Result};
-use evaluate::run::{EVAL_DIR, RESULT_FILE, RUN_CONFIG, SUMMARY_FILE};
+use model::run_folder::{RESULT_FILE, RunDir, SUMMARY_FILE, TrainStats};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-
-pub const TRAIN_STATS_FILE: &str = "train_stats.json";
-
-/// The fields of train's `train_stats.json` a report shows (others are ignored).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TrainStats {
-    pub backend: String,
-    pub context: String,
-    pub objective: String,
-    pub max_context_tokens: usize,
-    pub batch_size: usize,
-    pub steps_done: usize,
-    pub steps_total: usize,
-    pub samples_per_sec: f64,
-    pub seconds_per_step: f64,
-    /// 0 where the training machine could not tell.
-    pub peak_memory_mib: f64,
-    pub n_params: usize,
-}
 
 /// The fields of evaluate's `summary.json` a report needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,15 +94,16 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::file(dir, "run", "has no folder name"))?;
 
-    let stats_path = dir.join(TRAIN_STATS_FILE);
+    let run = RunDir::new(dir);
+    let stats_path = run.stats_path();
     require_file(&stats_path, "train_stats", "run train first")?;
     let stats: TrainStats = read_json(&stats_path)?;
 
-    let config_path = dir.join(RUN_CONFIG);
+    let config_path = run.config_path();
     require_file(&config_path, "config", "not a training run folder")?;
     let config = Config::load(&config_path, &[])?;
 
-    let eval_dir = dir.join(EVAL_DIR);
+    let eval_dir = run.eval_dir();
     let summary_path = eval_dir.join(SUMMARY_FILE);
     require_file(&summary_path, "summary", "run evaluate first")?;
     let summary: SummaryFile = read_json(&summary_path)?;
