@@ -5,13 +5,13 @@ use ccad_core::tokens::{TokenBatch, token_kind, token_type, type_of_kind};
 use rayon::prelude::*;
 
 use super::attention::{self, Shape};
-use super::{NativeNet, Offsets};
-use crate::LossMetrics;
 use ccad_core::kernels::activation::{gelu, gelu_backward};
 use ccad_core::kernels::buffers::{Pool, split_lengths};
 use ccad_core::kernels::dropout::Dropout;
 use ccad_core::kernels::matmul::{add_bias, add_column_sums, mm, mm_nt, mm_tn};
 use ccad_core::kernels::norm::{layer_norm, layer_norm_backward};
+use super::{NativeNet, Offsets};
+use crate::LossMetrics;
 
 /// Dropout sites: the embedding, then per layer the attention weights, the attention
 /// branch's output and the MLP's output.

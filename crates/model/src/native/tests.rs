@@ -6,8 +6,8 @@ use ccad_core::tokens::{IGNORE, TokenBatch, token_kind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::*;
 use ccad_core::kernels::dropout::Dropout;
+use super::*;
 
 fn config(dropout: f64) -> AdModelConfig {
     AdModelConfig {
