@@ -12,11 +12,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use ccad_core::seed::Rng;
 
-use crate::batch::{Minibatch, RolloutBatch, epoch_order, minibatch_ranges};
-use crate::engine::Engine;
 use crate::net::{Layout, Mlp};
-use crate::optim::Adam;
-use crate::ppo::{Hyper, LossStats};
+use crate::ppo::{
+    ADAM_BETAS, Engine, Hyper, LossStats, Minibatch, RolloutBatch, epoch_order, minibatch_ranges,
+};
 
 pub struct BurnEngine {
     layout: Layout,
@@ -161,7 +160,7 @@ impl BurnEngine {
         let (g, stats) = self.gradients(mbs);
         let g = clip_per_learner(g, self.hyper.max_grad_norm);
         self.t += 1;
-        let (b1, b2) = (Adam::BETA1, Adam::BETA2);
+        let (b1, b2) = ADAM_BETAS;
         let bc1 = 1.0 - b1.powi(self.t);
         let bc2_sqrt = (1.0 - b2.powi(self.t)).sqrt();
         self.m = self.m.clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);

@@ -7,7 +7,7 @@ use rand::Rng as _;
 
 use ccad_core::seed::Rng;
 
-use crate::gemm::{gemm, gemm_tn, transpose};
+use ccad_core::kernels::matmul::small::{mm, mm_tn, transpose};
 
 /// One MLP `dims[0] → dims[1] → dims[2] → dims[3]` inside a flat parameter vector. Layer `l`
 /// has a weight `[dims[l], dims[l+1]]` (row-major, `y = x·W + b`) followed by its bias.
@@ -184,7 +184,7 @@ fn dense(x: &[f32], n: usize, w: &[f32], b: &[f32], din: usize, dout: usize, y: 
     for row in y.chunks_exact_mut(dout) {
         row.copy_from_slice(b);
     }
-    gemm(n, din, dout, x, w, y, true);
+    mm(n, din, dout, x, w, y, true);
 }
 
 impl Mlp {
@@ -233,7 +233,7 @@ impl Mlp {
         self.weight_grad(h2, dout, n, 2, g, tr);
         d2.resize(n * d[2], 0.0);
         transpose(d[2], d[3], &p[self.w(2)], tr);
-        gemm(n, d[3], d[2], dout, tr, d2, false);
+        mm(n, d[3], d[2], dout, tr, d2, false);
         // tanh' = 1 − tanh².
         d2.iter_mut()
             .zip(h2.iter())
@@ -242,7 +242,7 @@ impl Mlp {
         self.weight_grad(h1, d2, n, 1, g, tr);
         d1.resize(n * d[1], 0.0);
         transpose(d[1], d[2], &p[self.w(1)], tr);
-        gemm(n, d[2], d[1], d2, tr, d1, false);
+        mm(n, d[2], d[1], d2, tr, d1, false);
         d1.iter_mut()
             .zip(h1.iter())
             .for_each(|(g, h)| *g *= 1.0 - h * h);
@@ -262,13 +262,13 @@ impl Mlp {
     ) {
         let (din, dout) = (self.dims[l], self.dims[l + 1]);
         if dout >= 8 {
-            gemm_tn(din, n, dout, input, delta, &mut g[self.w(l)], false);
+            mm_tn(din, n, dout, input, delta, &mut g[self.w(l)], false);
         } else {
             // Few outputs (logits, value): ∂Wᵀ = δᵀ·input runs wide over the inputs; then
             // transpose the small result into place.
             let mut wt = std::mem::take(tr);
             wt.resize(dout * din, 0.0);
-            gemm_tn(dout, n, din, delta, input, &mut wt, false);
+            mm_tn(dout, n, din, delta, input, &mut wt, false);
             let gw = &mut g[self.w(l)];
             for (o, row) in wt.chunks_exact(din).enumerate() {
                 for (j, &v) in row.iter().enumerate() {

@@ -5,17 +5,7 @@ use std::fmt;
 
 use ccad_core::env::Environment;
 
-use crate::collect::Learned;
-
-/// Mean of the finite values (NaN marks a region in which no episode ended).
-pub fn finite_mean(v: &[f64]) -> f64 {
-    let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if f.is_empty() {
-        f64::NAN
-    } else {
-        f.iter().sum::<f64>() / f.len() as f64
-    }
-}
+use crate::ppo::{Learned, finite_mean};
 
 #[derive(Debug, Clone)]
 pub struct TaskRow {

@@ -6,11 +6,9 @@ use rand::Rng as _;
 use ccad_core::backend;
 use ccad_core::config::Config;
 use ccad_core::env::make_env;
-use collect::batch::Minibatch;
 use collect::burn_learners::{BurnEngine, clip_per_learner};
-use collect::native::NativeLearner;
 use collect::net::Layout;
-use collect::ppo::Hyper;
+use collect::ppo::{Hyper, Minibatch, NativeLearner};
 use collect::{EngineKind, train_learners};
 
 const LAYOUT: Layout = Layout {
@@ -53,7 +51,7 @@ fn random_minibatch(seed: u64, b: usize, value_scale: f32) -> Minibatch {
             .map(|_| value_scale * r.random_range(-1.0..3.0))
             .collect(),
     };
-    collect::batch::normalize_advantages(&mut mb.advantages);
+    collect::ppo::normalize_advantages(&mut mb.advantages);
     mb
 }
 

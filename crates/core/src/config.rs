@@ -39,6 +39,16 @@ impl EnvName {
             EnvName::DarkroomPermuted => "darkroom-permuted",
         }
     }
+
+    /// Number of tasks the family offers in a `grid`-sided room: one per goal cell, or one per
+    /// permutation of the 5 actions (5! = 120). Here, not in `env`, so that validating a config
+    /// needs nothing from the environments.
+    pub fn task_count(self, grid: usize) -> usize {
+        match self {
+            EnvName::Darkroom => grid * grid,
+            EnvName::DarkroomPermuted => 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -429,7 +439,7 @@ impl Config {
             return Err(("env.grid", format!("must be >= 2, got {}", e.grid)));
         }
         pos("env.horizon", e.horizon)?;
-        let available = crate::env::task_count(e.name, e.grid);
+        let available = e.name.task_count(e.grid);
         if e.n_tasks > available {
             return Err((
                 "env.n_tasks",

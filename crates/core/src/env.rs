@@ -51,14 +51,6 @@ pub trait Environment: Send + Sync {
     fn params_json(&self) -> String;
 }
 
-/// Number of tasks an environment family offers.
-pub fn task_count(name: EnvName, grid: usize) -> usize {
-    match name {
-        EnvName::Darkroom => grid * grid,
-        EnvName::DarkroomPermuted => PERMUTATIONS_OF_5,
-    }
-}
-
 /// Build the environment a config names.
 pub fn make_env(cfg: &EnvConfig) -> Box<dyn Environment> {
     match cfg.name {
@@ -85,7 +77,6 @@ pub fn split_tasks(cfg: &EnvConfig, n_available: usize) -> (Vec<usize>, Vec<usiz
 
 /// Moves of the 5 base actions: 0 row+1, 1 row-1, 2 col+1, 3 col-1, 4 stay.
 const MOVES: [(i32, i32); 5] = [(1, 0), (-1, 0), (0, 1), (0, -1), (0, 0)];
-const PERMUTATIONS_OF_5: usize = 120;
 
 fn manhattan(a: (i32, i32), b: (i32, i32)) -> i32 {
     (a.0 - b.0).abs() + (a.1 - b.1).abs()
@@ -146,7 +137,7 @@ impl Environment for DarkRoom {
         EnvName::Darkroom.as_str()
     }
     fn n_tasks(&self) -> usize {
-        self.grid * self.grid
+        EnvName::Darkroom.task_count(self.grid)
     }
     fn n_actions(&self) -> usize {
         5
@@ -206,7 +197,7 @@ pub struct DarkRoomPermuted {
 
 impl DarkRoomPermuted {
     pub fn new(grid: usize, horizon: usize) -> Self {
-        let mut permutations = Vec::with_capacity(PERMUTATIONS_OF_5);
+        let mut permutations = Vec::with_capacity(EnvName::DarkroomPermuted.task_count(grid));
         let mut p = [0u8, 1, 2, 3, 4];
         permute(&mut p, 0, &mut permutations);
         permutations.sort();
@@ -244,7 +235,7 @@ impl Environment for DarkRoomPermuted {
         EnvName::DarkroomPermuted.as_str()
     }
     fn n_tasks(&self) -> usize {
-        PERMUTATIONS_OF_5
+        EnvName::DarkroomPermuted.task_count(self.grid)
     }
     fn n_actions(&self) -> usize {
         5

@@ -1,19 +1,22 @@
 //! The optimiser side of a training step: AdamW from the `[train]` section, global
 //! gradient-norm clipping, and stable parameter ids so optimiser state survives a checkpoint.
 //! [`FlatAdamW`] and [`clip_global_norm_flat`] are the same two operations over one flat
-//! parameter vector, for the native engine.
+//! parameter vector, for the native engine (core's flat kernels in burn's arrangement, plus the
+//! optimiser state's file).
 //!
 //! burn's optimiser keys its per-parameter state by `ParamId`, and a freshly built model gets
 //! random ids (SafeTensors stores none). Numbering the parameters in visiting order
 //! ([`number_params`]) on every start, fresh or resumed, makes the saved state line up again.
 
 use std::io::Write;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use ccad_core::config::TrainConfig;
+use ccad_core::kernels::optim::{Adam, AdamConfig, AdamForm, ClipForm, clip_grad_norm};
 use ccad_core::{Error, Result};
 use model::native::ParamSlot;
 use serde::{Deserialize, Serialize};
@@ -32,30 +35,23 @@ pub fn adamw(t: &TrainConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// [`adamw`] over one flat `f32` parameter vector: burn 0.22's `AdamW` (no AMSGrad, no
-/// cautious decay) operation for operation, in `f32` like burn's CPU backend, so both engines
-/// follow the same trajectory from the same gradients:
-///
-/// ```text
-/// t += 1
-/// m = β₁·m + (1−β₁)·g            v = β₂·v + (1−β₂)·g²
-/// δ = (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)
-/// p = p·(1 − lr·wd) − lr·δ       (decoupled weight decay on the old value)
-/// ```
-///
-/// burn keeps `t`, `m`, `v` per tensor; every parameter of the model gets a gradient at every
-/// step, so one count for all of them is the same thing.
+/// [`adamw`] over one flat `f32` parameter vector: core's [`Adam`] in burn's arrangement
+/// ([`AdamForm::BurnW`]), so both engines follow the same trajectory from the same gradients,
+/// plus the checkpoint file of its state. Derefs to the [`Adam`] (`time`, `m`, `v`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlatAdamW {
-    beta1: f32,
-    beta2: f32,
-    epsilon: f32,
-    weight_decay: f32,
-    /// Steps taken (burn's `time`); 0 before the first.
-    pub time: u32,
-    /// First and second moments, one per parameter.
-    pub m: Vec<f32>,
-    pub v: Vec<f32>,
+pub struct FlatAdamW(Adam);
+
+impl Deref for FlatAdamW {
+    type Target = Adam;
+    fn deref(&self) -> &Adam {
+        &self.0
+    }
+}
+
+impl DerefMut for FlatAdamW {
+    fn deref_mut(&mut self) -> &mut Adam {
+        &mut self.0
+    }
 }
 
 /// Start of a [`FlatAdamW`] file.
@@ -74,40 +70,15 @@ struct FlatHeader {
 impl FlatAdamW {
     /// Zero moments for `n` parameters, hyperparameters from `t` as in [`adamw`].
     pub fn new(t: &TrainConfig, n: usize) -> Self {
-        Self {
+        let config = AdamConfig {
             beta1: t.beta1 as f32,
             beta2: t.beta2 as f32,
             epsilon: ADAM_EPSILON,
-            weight_decay: t.weight_decay as f32,
-            time: 0,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-        }
-    }
-
-    /// One AdamW step of `params` along `grads` (already clipped) at learning rate `lr`.
-    pub fn step(&mut self, lr: f64, params: &mut [f32], grads: &[f32]) {
-        assert_eq!(params.len(), self.m.len(), "parameter vector length");
-        assert_eq!(grads.len(), self.m.len(), "gradient vector length");
-        self.time += 1;
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.epsilon);
-        let (f1, f2) = (1.0 - b1, 1.0 - b2);
-        let t = self.time as i32;
-        // burn: `div_scalar(1f32 - beta.powi(time))`, an f32 scalar.
-        let c1 = 1f32 - b1.powi(t);
-        let c2 = 1f32 - b2.powi(t);
-        // burn: `lr * (weight_decay as f64)` in f64; scalars reach f32 tensors as `as f32`.
-        let decay_rate = lr * self.weight_decay as f64;
-        let keep = (1.0 - decay_rate) as f32;
-        let lr32 = lr as f32;
-        let moments = self.m.iter_mut().zip(self.v.iter_mut());
-        for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
-            *m = *m * b1 + g * f1;
-            *v = *v * b2 + (g * g) * f2;
-            let delta = (*m / c1) / ((*v / c2).sqrt() + eps);
-            let decayed = if decay_rate == 0.0 { *p } else { *p * keep };
-            *p = decayed - delta * lr32;
-        }
+            form: AdamForm::BurnW {
+                weight_decay: t.weight_decay as f32,
+            },
+        };
+        Self(Adam::new(config, n))
     }
 
     /// Write the step count and moments to `path` (atomically): an 8-byte magic, the JSON
@@ -173,18 +144,10 @@ impl FlatAdamW {
 }
 
 /// [`clip_global_norm`] over one flat gradient vector: scale by
-/// `min(1, max_norm / (‖g‖ + 1e-6))` (the factor computed in `f32` as burn does). Returns
-/// `‖g‖` before clipping (the sum of squares is taken in `f64`).
+/// `min(1, max_norm / (‖g‖ + 1e-6))` in burn's rounding ([`ClipForm::Burn`]). Returns `‖g‖`
+/// before clipping.
 pub fn clip_global_norm_flat(grads: &mut [f32], max_norm: f64) -> f32 {
-    let sum: f64 = grads.iter().map(|&g| g as f64 * g as f64).sum();
-    let norm = sum.sqrt() as f32;
-    let coef = ((1.0 / (norm + 1e-6)) * max_norm as f32).min(1.0);
-    if coef < 1.0 {
-        for g in grads.iter_mut() {
-            *g *= coef;
-        }
-    }
-    norm
+    clip_grad_norm(grads, max_norm as f32, ClipForm::Burn)
 }
 
 /// Give the float parameters ids 1, 2, … in visiting order (deterministic for a given

@@ -1,5 +1,8 @@
 //! Row-major matrix products through the `gemm` crate (the kernel burn's CPU backend uses),
-//! strided views for per-head attention products, bias add and bias gradient.
+//! strided views for per-head attention products, bias add and bias gradient; [`small`]: the
+//! register-tiled products for small matrices, where `gemm`'s packing costs more than it saves.
+
+pub mod small;
 
 use gemm::Parallelism;
 use rayon::prelude::*;

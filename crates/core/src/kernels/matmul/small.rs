@@ -1,31 +1,25 @@
-//! Small dense matrix products for the learners' layers (`n ≤ a few hundred` rows, `≤ 64`
-//! columns). General-purpose GEMM libraries pack both operands on every call, which cost as
-//! much as the arithmetic at these sizes; here the product runs straight from the row-major
-//! operands in register tiles of 4 rows × 16 columns.
+//! Small dense matrix products (collect's PPO learners: `n ≤ a few hundred` rows, `≤ 64`
+//! columns). The `gemm` crate (the parent module) packs both operands on every call, which
+//! cost as much as the arithmetic at these sizes; here the product runs straight from the
+//! row-major operands in register tiles of 4 rows × 16 columns, on the calling thread.
+
+use crate::kernels::simd;
 
 /// `C = A·B` (or `C += A·B` with `accumulate`), all row-major: `A` `[n, k]`, `B` `[k, m]`,
 /// `C` `[n, m]`.
-pub fn gemm(n: usize, k: usize, m: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
-    gemm_strided(n, k, m, a, (k, 1), b, c, accumulate);
+pub fn mm(n: usize, k: usize, m: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+    mm_strided(n, k, m, a, (k, 1), b, c, accumulate);
 }
 
 /// `C = Aᵀ·B` with `A` stored row-major as `[k, n]` (weight gradients `inputᵀ·δ` without
 /// transposing the input).
-pub fn gemm_tn(
-    n: usize,
-    k: usize,
-    m: usize,
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    gemm_strided(n, k, m, a, (1, n), b, c, accumulate);
+pub fn mm_tn(n: usize, k: usize, m: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+    mm_strided(n, k, m, a, (1, n), b, c, accumulate);
 }
 
 /// `C = A·B` where element `(i, p)` of `A` is `a[i·rs + p·cs]`.
 #[allow(clippy::too_many_arguments)]
-fn gemm_strided(
+fn mm_strided(
     n: usize,
     k: usize,
     m: usize,
@@ -41,10 +35,10 @@ fn gemm_strided(
     assert!(k == 0 || a.len() > (n - 1) * rs + (k - 1) * cs, "A size");
     assert!(b.len() >= k * m && c.len() >= n * m, "operand sizes");
     let a = Strided { a, rs, cs };
-    if ccad_core::kernels::simd::has_wide() {
-        ccad_core::kernels::simd::wide(|| gemm_with::<true>(n, k, m, a, b, c, accumulate));
+    if simd::has_wide() {
+        simd::wide(|| tiles::<true>(n, k, m, a, b, c, accumulate));
     } else {
-        gemm_with::<false>(n, k, m, a, b, c, accumulate);
+        tiles::<false>(n, k, m, a, b, c, accumulate);
     }
 }
 
@@ -75,7 +69,7 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gemm_with<const FMA: bool>(
+fn tiles<const FMA: bool>(
     n: usize,
     k: usize,
     m: usize,
@@ -192,7 +186,7 @@ mod tests {
                 .collect();
             let want = naive(n, k, m, &a, &b);
             let mut c = vec![9.0; n * m];
-            gemm(n, k, m, &a, &b, &mut c, false);
+            mm(n, k, m, &a, &b, &mut c, false);
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-4, "{n}x{k}x{m}: {x} vs {y}");
             }
@@ -200,10 +194,10 @@ mod tests {
             let mut at = Vec::new();
             transpose(n, k, &a, &mut at);
             let mut c2 = vec![9.0; n * m];
-            gemm_tn(n, k, m, &at, &b, &mut c2, false);
+            mm_tn(n, k, m, &at, &b, &mut c2, false);
             assert_eq!(c, c2, "{n}x{k}x{m} tn");
             // Accumulating adds the same product again.
-            gemm(n, k, m, &a, &b, &mut c, true);
+            mm(n, k, m, &a, &b, &mut c, true);
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 2e-4, "{n}x{k}x{m} accumulate");
             }
