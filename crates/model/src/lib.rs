@@ -13,10 +13,14 @@
 //!   [`KvCache::prefill`], [`KvCache::rebuild`] (rows whose context shifted),
 //!   [`KvCache::append`] / [`KvCache::append_rows`] (one token per row),
 //!   [`KvCache::truncate`].
+//! - [`Decoder`]: the one interface evaluation reads logits through, with three
+//!   implementations: [`BurnCacheDecoder`] (over [`KvCache`]), [`native::NativeDecoder`]
+//!   (plain Rust on the CPU) and [`FullRerun`] (burn forward over whole contexts).
 //! - [`Token`], [`batch_from_tokens`]: contexts as evaluation holds them.
-//! - [`native::NativeNet`]: the same model's training step (forward, loss, backward) in plain
-//!   Rust over one flat parameter vector, for CPU training; converts to and from [`AdModel`] and
-//!   is tested gradient by gradient against burn's autodiff.
+//! - [`native::NativeNet`]: the same model's layers in plain Rust over one flat parameter
+//!   vector, each with its forward and backward side by side: the training step (forward,
+//!   loss, backward) for CPU training, and the KV-cached [`native::NativeDecoder`]; converts
+//!   to and from [`AdModel`] and is tested gradient by gradient and logit by logit against burn.
 //!
 //! Input contract: [`ccad_core::tokens::TokenBatch`], left-aligned and right-padded.
 //! Padding never reaches a real position (causal attention over left-aligned rows) nor the
@@ -40,6 +44,7 @@
 mod cache;
 mod checkpoint;
 mod config;
+pub mod decode;
 mod model;
 pub mod native;
 mod token;
@@ -47,6 +52,7 @@ mod token;
 pub use cache::{KvCache, StepLogits};
 pub use checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 pub use config::AdModelConfig;
+pub use decode::{BurnCacheDecoder, Decoder, FullRerun, RowTokens};
 pub use model::{AdModel, Logits, Loss, LossMetrics};
 pub use token::{Token, batch_from_tokens};
 

@@ -11,6 +11,7 @@ pub mod matmul;
 pub mod norm;
 pub mod reduce;
 pub mod simd;
+pub mod softmax;
 
 /// Rows per parallel chunk of the row-wise passes.
 const ROWS_PER_TASK: usize = 256;
