@@ -10,9 +10,9 @@ use super::*;
 use crate::native::NativeDecoder;
 use crate::{AdModelConfig, Token};
 
-/// Largest native-vs-burn logit difference allowed. Measured: about 2e-6 at this shape
-/// (f32 `erf`, `exp` and layer-norm sums in the native code, f64 `erf` nowhere).
-const NATIVE_TOL: f32 = 2e-5;
+/// Largest native-vs-burn logit difference allowed. Measured: 7.2e-7 at this shape (the
+/// native code's f32 `erf` and `exp` and its own summation orders against burn's kernels).
+const NATIVE_TOL: f32 = 1e-5;
 /// burn's own cache against burn's full pass (same kernels, other shapes of the products).
 const BURN_TOL: f32 = 1e-5;
 
