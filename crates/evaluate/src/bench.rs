@@ -1,5 +1,5 @@
-//! Speed of the rollout: env-steps/s with a key/value cache (the plain-Rust CPU copy of the
-//! model, and burn's [`model::KvCache`]) against a full re-run of every context each step (the
+//! Speed of the rollout: env-steps/s with a key/value cache (the model's native layers,
+//! [`model::native::NativeDecoder`], and burn's [`model::KvCache`]) against a full re-run of every context each step (the
 //! reference's way), for a freshly initialised model of the default
 //! shape on Dark Room. Two phases of one rollout (compressed context, interval `I`):
 //!

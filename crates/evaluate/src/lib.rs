@@ -5,9 +5,10 @@
 //!   grammar): one environment's context as plain data, in the grammar of the context mode ×
 //!   objective the model was trained with, and what each step did to it.
 //! - [`rollout`]: [`rollout`]`(model, env, spec, device, on_episode)`: all (task × seed)
-//!   environments in one batch, one model call per step over the model's key/value cache
-//!   ([`Inference::Cached`]), a plain-Rust CPU copy of it ([`Inference::Native`], [`native`]),
-//!   or a full re-run ([`Inference::Full`]); [`Rollout`] steps it by hand.
+//!   environments in one batch, one [`model::Decoder`] call per step: burn's key/value cache
+//!   ([`Inference::Cached`]), the model's native layers with their own cache
+//!   ([`Inference::Native`], [`model::native::NativeDecoder`]), or a full re-run
+//!   ([`Inference::Full`]); [`Rollout`] steps it by hand.
 //! - [`summary`]: curves, first/last-10 means, per-task table, JSON.
 //! - [`npy`]: `eval_result.npy` (NumPy format 1.0, float32).
 //! - [`run`]: a run folder → checkpoint, config, task split → outputs in `runs/<run>/eval/`.
@@ -24,7 +25,6 @@
 //! ```
 
 pub mod bench;
-pub mod native;
 pub mod npy;
 pub mod rollout;
 pub mod run;

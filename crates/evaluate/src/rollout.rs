@@ -2,12 +2,12 @@
 //! batched model call per step, with no weight updates.
 //!
 //! Each environment has its own [`RollingContext`], in the grammar of the spec's [`Layout`]
-//! (`ccad_core::context`). With [`Inference::Cached`] the model's
-//! [`KvCache`] holds every row's context + query: a step drops the old query, appends the new
-//! transition (and markers, when a region closes) and the new query, so it costs O(context);
-//! a row whose context shifted (a region dropped) is rebuilt once. [`Inference::Full`]
-//! re-runs every context from scratch each step, the reference's way, kept to check the cache
-//! and to measure what it saves.
+//! (`ccad_core::context`). Every step hands each row's token list (context + query) and how
+//! much of it is unchanged to one [`Decoder`], chosen once from [`Inference`]: a cache ([`Inference::Native`], [`Inference::Cached`]) drops the old query,
+//! appends the new transition (and markers, when a region closes) and the new query, so a step
+//! costs O(context), and a row whose context shifted (a region dropped) is rebuilt once;
+//! [`Inference::Full`] re-runs every context from scratch each step, the reference's way, kept
+//! to check the caches and to measure what they save.
 //!
 //! The layout says which tokens a step adds: the query objective appends `q(s_t)` after the
 //! context and reads the action there; the dense objective (DESIGN §5a) appends one dense
@@ -19,10 +19,9 @@ use ccad_core::context::{CacheEvent as Change, ContextLayout, Layout, RollingCon
 use ccad_core::env::{Environment, VecEnv};
 use ccad_core::seed::{Rng, rng};
 use ccad_core::tokens::{PrevTransition, token_type};
-use model::{AdModel, AdModelConfig, KvCache, Token, batch_from_tokens};
+use model::native::NativeDecoder;
+use model::{AdModel, AdModelConfig, BurnCacheDecoder, Decoder, FullRerun, RowTokens, Token};
 use rand::Rng as _;
-
-use crate::native::{NativeCache, NativeModel};
 
 /// How an action is chosen from the action logits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,11 +45,11 @@ impl Sampling {
 /// How the model reads the contexts each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inference {
-    /// The model's [`KvCache`] on the burn device: append the new tokens, rebuild rows whose
-    /// context shifted.
+    /// The model's [`model::KvCache`] on the burn device: append the new tokens, rebuild rows
+    /// whose context shifted.
     Cached,
-    /// The same on the CPU through [`crate::native`], a plain-Rust copy of the model's
-    /// inference: far fewer fixed costs per token than burn's small tensor operations.
+    /// The same on the CPU through [`NativeDecoder`], the model's native layers: far fewer
+    /// fixed costs per token than burn's small tensor operations.
     Native,
     /// A full causal pass over every context every step (the reference's way).
     Full,
@@ -63,6 +62,26 @@ impl Inference {
         match ccad_core::backend::backend_name() {
             "cuda" | "tch-cuda" => Inference::Cached,
             _ => Inference::Native,
+        }
+    }
+
+    /// The [`Decoder`] of this choice for `rows` contexts; `model` in inference mode on
+    /// `device`.
+    ///
+    /// # Panics
+    /// For [`Inference::Native`], if the model's layout is not the one the native layers read.
+    pub fn decoder<'m>(
+        self,
+        model: &'m AdModel,
+        rows: usize,
+        device: &Device,
+    ) -> Box<dyn Decoder + 'm> {
+        match self {
+            Inference::Cached => Box::new(BurnCacheDecoder::new(model, rows, device)),
+            Inference::Native => Box::new(
+                NativeDecoder::new(model, rows).unwrap_or_else(|e| panic!("native inference: {e}")),
+            ),
+            Inference::Full => Box::new(FullRerun::new(model, device)),
         }
     }
 }
@@ -220,23 +239,16 @@ pub fn check_model(
     Ok(())
 }
 
-enum Engine {
-    Burn(KvCache),
-    Native(NativeModel, NativeCache),
-    Full,
-}
-
 /// A rollout in progress: [`Rollout::step`] until [`Rollout::done`], then [`Rollout::finish`].
 /// [`rollout`] does all of it; the stepwise form lets a benchmark time phases.
 pub struct Rollout<'a> {
     model: &'a AdModel,
     env: &'a dyn Environment,
-    device: Device,
     spec: RolloutSpec,
     envs: VecEnv<'a>,
     contexts: Vec<RollingContext>,
     rngs: Vec<Rng>,
-    engine: Engine,
+    decoder: Box<dyn Decoder + 'a>,
     obs_dim: usize,
     /// `[n, obs_dim]`: observation each environment acts from.
     obs: Vec<i32>,
@@ -287,25 +299,15 @@ impl<'a> Rollout<'a> {
             .zip(&spec.seeds)
             .map(|(&task, &seed)| rng(seed, task as u64))
             .collect();
-        let engine = match spec.inference {
-            Inference::Cached => Engine::Burn(KvCache::new(model, n, device)),
-            Inference::Native => {
-                let native = NativeModel::from_model(model)
-                    .unwrap_or_else(|e| panic!("native inference: {e}"));
-                let cache = NativeCache::new(&native, n);
-                Engine::Native(native, cache)
-            }
-            Inference::Full => Engine::Full,
-        };
+        let decoder = spec.inference.decoder(model, n, device);
         let mut r = Self {
             model,
             env,
-            device: device.clone(),
             contexts: vec![RollingContext::new(spec.layout.clone()); n],
             spec,
             envs,
             rngs,
-            engine,
+            decoder,
             obs_dim,
             prev_obs: obs.clone(),
             next_obs: obs.clone(),
@@ -419,112 +421,27 @@ impl<'a> Rollout<'a> {
     fn read_logits(&mut self, changes: &[Change]) {
         let n = self.n_envs();
         let queries: Vec<Option<Token>> = (0..n).map(|i| self.query(i)).collect();
-        // A cached row ends with last step's query, which the new tokens replace.
-        let stale = usize::from(self.spec.layout.has_query());
-        let model = self.model;
-        let (a, t) = (model.config().n_actions, token_type::COUNT);
-        self.action_logits.resize(n * a, 0.0);
-        self.type_logits.resize(n * t, 0.0);
-        let cache = match &mut self.engine {
-            Engine::Burn(cache) => cache,
-            Engine::Full => {
-                let full: Vec<Vec<Token>> = self
-                    .contexts
-                    .iter()
-                    .zip(queries)
-                    .map(|(c, q)| with_last(c, q.as_ref()))
-                    .collect();
-                (self.action_logits, self.type_logits) = full_pass(model, &full, &self.device);
-                return;
-            }
-            Engine::Native(native, cache) => {
-                // Per row: what to keep, then what to append (a shifted row starts over).
-                let mut appended: Vec<Vec<Token>> = Vec::with_capacity(n);
-                let mut keep = Vec::with_capacity(n);
-                for i in 0..n {
-                    let tokens = self.contexts[i].tokens();
-                    let (k, mut new) = match changes[i] {
-                        Change::Shifted => {
-                            self.stats.rows_rebuilt += 1;
-                            (0, tokens.to_vec())
-                        }
-                        // Drop the old query; append the new tokens.
-                        Change::Appended(k) => {
-                            (cache.len(i) - stale, tokens[tokens.len() - k..].to_vec())
-                        }
-                    };
-                    new.extend(queries[i].clone());
-                    keep.push(k);
-                    appended.push(new);
-                }
-                let work: Vec<Option<(usize, &[Token])>> = keep
-                    .iter()
-                    .zip(&appended)
-                    .map(|(&k, v)| Some((k, v.as_slice())))
-                    .collect();
-                cache.update(native, &work);
-                for i in 0..n {
-                    let (la, lt) = cache.logits(i, a);
-                    self.action_logits[i * a..(i + 1) * a].copy_from_slice(la);
-                    self.type_logits[i * t..(i + 1) * t].copy_from_slice(lt);
-                }
-                return;
-            }
-        };
-
-        // Rows whose positions moved: one causal pass over their new context.
-        let rebuild: Vec<usize> = (0..n).filter(|&i| changes[i] == Change::Shifted).collect();
-        if !rebuild.is_empty() {
-            let ctx: Vec<Vec<Token>> = rebuild
-                .iter()
-                .map(|&i| with_last(&self.contexts[i], queries[i].as_ref()))
-                .collect();
-            let (la, lt) = cache.rebuild(model, &rebuild, &ctx).to_host();
-            for (k, &i) in rebuild.iter().enumerate() {
-                self.action_logits[i * a..(i + 1) * a].copy_from_slice(&la[k * a..(k + 1) * a]);
-                self.type_logits[i * t..(i + 1) * t].copy_from_slice(&lt[k * t..(k + 1) * t]);
-            }
-            self.stats.rows_rebuilt += rebuild.len();
-        }
-
-        // Other rows: drop the old query, append the new tokens and the new query. Rows are
-        // right-aligned over the calls so every query lands in the last one.
-        let pending: Vec<Vec<Token>> = (0..n)
-            .map(|i| match changes[i] {
-                Change::Shifted => Vec::new(),
-                Change::Appended(k) => {
-                    let tokens = self.contexts[i].tokens();
-                    let mut v = tokens[tokens.len() - k..].to_vec();
-                    v.extend(queries[i].clone());
-                    v
+        let rows: Vec<RowTokens> = (0..n)
+            .map(|i| {
+                let context = self.contexts[i].tokens();
+                let unchanged = match changes[i] {
+                    Change::Shifted => 0,
+                    // The previous query (if any) is replaced, so it is not counted.
+                    Change::Appended(k) => context.len() - k,
+                };
+                RowTokens {
+                    context,
+                    last: queries[i].as_ref(),
+                    unchanged,
                 }
             })
             .collect();
-        let calls = pending.iter().map(Vec::len).max().unwrap_or(0);
-        if calls == 0 {
-            return;
-        }
-        for (i, p) in pending.iter().enumerate() {
-            if !p.is_empty() {
-                let len = cache.len(i);
-                cache.truncate(i, len - stale);
-            }
-        }
-        let mut last = None;
-        for call in 0..calls {
-            let step: Vec<Option<Token>> = pending
-                .iter()
-                .map(|p| (call + p.len()).checked_sub(calls).map(|j| p[j].clone()))
-                .collect();
-            last = Some(cache.append_rows(model, &step));
-        }
-        let (la, lt) = last.expect("at least one call").to_host();
-        for (i, p) in pending.iter().enumerate() {
-            if !p.is_empty() {
-                self.action_logits[i * a..(i + 1) * a].copy_from_slice(&la[i * a..(i + 1) * a]);
-                self.type_logits[i * t..(i + 1) * t].copy_from_slice(&lt[i * t..(i + 1) * t]);
-            }
-        }
+        let (a, t) = (self.model.config().n_actions, token_type::COUNT);
+        self.action_logits.resize(n * a, 0.0);
+        self.type_logits.resize(n * t, 0.0);
+        self.stats.rows_rebuilt +=
+            self.decoder
+                .decode(&rows, &mut self.action_logits, &mut self.type_logits);
     }
 
     /// Returns and actions (each environment's returns cut at `spec.episodes`).
@@ -567,29 +484,6 @@ pub fn rollout(
         }
     }
     Ok(r.finish())
-}
-
-/// What the model reads: the context, then the query if the layout has one.
-fn with_last(context: &RollingContext, query: Option<&Token>) -> Vec<Token> {
-    context.with_query(query)
-}
-
-/// Logits at the last token of each context from one full causal pass.
-fn full_pass(model: &AdModel, contexts: &[Vec<Token>], device: &Device) -> (Vec<f32>, Vec<f32>) {
-    let c = model.config();
-    let batch = batch_from_tokens(contexts, c.feat_dim);
-    let logits = model.forward(&batch, device);
-    let read = |t: burn::tensor::Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 logits");
-    let (la, lt) = (read(logits.action), read(logits.token_type));
-    let (l, a, t) = (batch.seq_len, c.n_actions, token_type::COUNT);
-    let mut action = Vec::with_capacity(contexts.len() * a);
-    let mut types = Vec::with_capacity(contexts.len() * t);
-    for (b, &len) in batch.lengths.iter().enumerate() {
-        let p = b * l + len - 1;
-        action.extend_from_slice(&la[p * a..(p + 1) * a]);
-        types.extend_from_slice(&lt[p * t..(p + 1) * t]);
-    }
-    (action, types)
 }
 
 /// Index of the largest value (the first of equals).

@@ -14,10 +14,14 @@
 //!   [`KvCache::prefill`], [`KvCache::rebuild`] (rows whose context shifted),
 //!   [`KvCache::append`] / [`KvCache::append_rows`] (one token per row),
 //!   [`KvCache::truncate`].
+//! - [`Decoder`]: the one interface evaluation reads logits through, with three
+//!   implementations: [`BurnCacheDecoder`] (over [`KvCache`]), [`native::NativeDecoder`]
+//!   (plain Rust on the CPU) and [`FullRerun`] (burn forward over whole contexts).
 //! - [`Token`], [`batch_from_tokens`]: contexts as evaluation holds them.
-//! - [`native::NativeNet`]: the same model's training step (forward, loss, backward) in plain
-//!   Rust over one flat parameter vector, for CPU training; converts to and from [`AdModel`] and
-//!   is tested gradient by gradient against burn's autodiff.
+//! - [`native::NativeNet`]: the same model's layers in plain Rust over one flat parameter
+//!   vector, each with its forward and backward side by side: the training step (forward,
+//!   loss, backward) for CPU training, and the KV-cached [`native::NativeDecoder`]; converts
+//!   to and from [`AdModel`] and is tested gradient by gradient and logit by logit against burn.
 //! - [`run_folder`]: the run folder's format (file names, checkpoint listing, `state.json`,
 //!   `train_stats.json`), written by `train`, read by `evaluate` and its report.
 //!
@@ -43,6 +47,7 @@
 mod cache;
 mod checkpoint;
 mod config;
+pub mod decode;
 mod model;
 pub mod native;
 pub mod run_folder;
@@ -50,6 +55,7 @@ mod token;
 
 pub use cache::{KvCache, StepLogits};
 pub use config::{AdModelConfig, DataDims};
+pub use decode::{BurnCacheDecoder, Decoder, FullRerun, RowTokens};
 pub use model::{AdModel, Logits, Loss, LossMetrics};
 // A model folder's files, under the names `AdModel::save` has always exported them as.
 pub use run_folder::{MODEL_CONFIG_FILE as CONFIG_FILE, WEIGHTS_FILE};

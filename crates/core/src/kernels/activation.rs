@@ -30,7 +30,8 @@ pub fn gelu(pre: &[f32], out: &mut [f32]) {
 }
 
 wide_fn! {
-    fn gelu_chunk(pre: &[f32], out: &mut [f32]) {
+    /// [`gelu`] on the calling thread (the decoder's one token).
+    pub fn gelu_chunk(pre: &[f32], out: &mut [f32]) {
         for (o, &x) in out.iter_mut().zip(pre) {
             *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
         }
@@ -98,5 +99,15 @@ mod tests {
             assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {}", erf(x));
             assert!((erf(-x) + want).abs() < 3e-7);
         }
+    }
+
+    #[test]
+    fn gelu_by_hand() {
+        // gelu(1) = 0.5 (1 + erf(0.7071)) = 0.5 · 1.6826895 = 0.8413447; gelu(-1) = -0.1586553.
+        let mut out = [0.0; 3];
+        gelu_chunk(&[1.0, -1.0, 0.0], &mut out);
+        assert!((out[0] - 0.841_344_7).abs() < 1e-6, "{out:?}");
+        assert!((out[1] + 0.158_655_3).abs() < 1e-6, "{out:?}");
+        assert_eq!(out[2], 0.0);
     }
 }

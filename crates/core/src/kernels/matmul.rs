@@ -1,5 +1,6 @@
 //! Row-major matrix products through the `gemm` crate (the kernel burn's CPU backend uses),
-//! strided views for per-head attention products, bias add and bias gradient; [`small`]: the
+//! strided views for per-head attention products, bias add and bias gradient, the one-token
+//! product of the decoder (a vector through a weight matrix, no thread pool); [`small`]: the
 //! register-tiled products for small matrices, where `gemm`'s packing costs more than it saves.
 
 pub mod small;
@@ -127,6 +128,25 @@ pub fn mm_view(
     }
 }
 
+/// `y += a · x` elementwise.
+#[inline(always)]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+wide_fn! {
+    /// `out += x · w` with `w` row-major `[x.len(), out.len()]` (burn's `Linear` layout): one
+    /// token through a linear layer, on the calling thread. Rows of `w` are scaled and summed,
+    /// so the inner loop runs over contiguous memory.
+    pub fn matvec_acc(x: &[f32], w: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        assert_eq!(w.len(), x.len() * n, "matvec: weight is not [x.len(), out.len()]");
+        for (xi, row) in x.iter().zip(w.chunks_exact(n)) {
+            axpy(*xi, row, out);
+        }
+    }
+}
+
 /// `(pointer, row stride, column stride)` of an operand.
 type Operand = (*const f32, isize, isize);
 
@@ -212,5 +232,34 @@ wide_fn! {
         for row in rows.chunks_exact(sums.len()) {
             sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matvec_uses_the_input_by_output_layout() {
+        // [0.5, 0, 0] + [1, 2] · [[1, 2, 3], [4, 5, 6]] = [9.5, 12, 15].
+        let mut out = [0.5, 0.0, 0.0];
+        matvec_acc(&[1.0, 2.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut out);
+        assert_eq!(out, [9.5, 12.0, 15.0]);
+        let mut y = [1.0, 1.0];
+        axpy(2.0, &[3.0, -1.0], &mut y);
+        assert_eq!(y, [7.0, -1.0]);
+    }
+
+    #[test]
+    fn matvec_matches_the_matrix_product() {
+        // Eleven outputs (a vector lane and a remainder), five inputs.
+        let x: Vec<f32> = (0..5).map(|i| i as f32 * 0.5 - 1.0).collect();
+        let w: Vec<f32> = (0..55).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let mut want = vec![0.0f32; 11];
+        mm(1, 5, 11, &x, &w, &mut want, false);
+        let mut got = vec![0.0f32; 11];
+        matvec_acc(&x, &w, &mut got);
+        // Small integers and halves: both orders are exact.
+        assert_eq!(got, want);
     }
 }

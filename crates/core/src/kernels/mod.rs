@@ -12,6 +12,7 @@ pub mod norm;
 pub mod optim;
 pub mod reduce;
 pub mod simd;
+pub mod softmax;
 
 /// Rows per parallel chunk of the row-wise passes.
 const ROWS_PER_TASK: usize = 256;

@@ -28,7 +28,8 @@ pub fn layer_norm(
 }
 
 wide_fn! {
-    fn layer_norm_rows(
+    /// [`layer_norm`] of whole `d`-rows on the calling thread (the decoder's one token).
+    pub fn layer_norm_rows(
         x: &[f32],
         gamma: &[f32],
         beta: &[f32],
@@ -123,5 +124,30 @@ wide_fn! {
                 *dx += r * (g - mean_g - h * mean_gx);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_layer_norm_by_hand() {
+        // x = [1, 2, 3, 6]: mean 3, biased variance (4 + 1 + 0 + 9)/4 = 3.5.
+        let (mut out, mut xhat, mut rstd) = ([0.0; 4], [0.0; 4], [0.0; 1]);
+        layer_norm_rows(
+            &[1.0, 2.0, 3.0, 6.0],
+            &[1.0, 1.0, 2.0, 1.0],
+            &[0.0, 0.5, 0.0, 0.0],
+            &mut out,
+            &mut xhat,
+            &mut rstd,
+        );
+        let s = (3.5f32 + LN_EPS).sqrt();
+        assert!((rstd[0] - 1.0 / s).abs() < 1e-6);
+        assert!((out[0] + 2.0 / s).abs() < 1e-6);
+        assert!((out[1] - (0.5 - 1.0 / s)).abs() < 1e-6);
+        assert_eq!(out[2], 0.0);
+        assert!((out[3] - 3.0 / s).abs() < 1e-6);
     }
 }

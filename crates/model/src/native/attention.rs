@@ -1,13 +1,17 @@
-//! Causal multi-head attention of one sequence, forward and backward, visiting only the
-//! `j ≤ i` half of the score matrix. Inputs are the fused projection rows `[T, 3d]`
-//! (query | key | value, heads side by side within each), as `AdModel`'s `attn.qkv` gives.
+//! Causal multi-head attention, forward and backward side by side (per sequence, and over
+//! every sequence of a packed batch in parallel), and the decoder's one-token form over a
+//! key/value cache. Inputs are the fused projection rows `[T, 3d]` (query | key | value,
+//! heads side by side within each), as `AdModel`'s `attn.qkv` gives.
 
-use ccad_core::wide_fn;
-
-use ccad_core::kernels::activation::exp;
+use ccad_core::kernels::buffers::split_lengths;
 use ccad_core::kernels::dropout::Site;
-use ccad_core::kernels::matmul::{View, mm_view};
-use ccad_core::kernels::reduce::{dot8, max8, sum8};
+use ccad_core::kernels::matmul::{View, axpy, mm_view};
+use ccad_core::kernels::reduce::dot8;
+use ccad_core::kernels::softmax::softmax_in_place;
+use ccad_core::wide_fn;
+use rayon::prelude::*;
+
+use super::batch::Packed;
 
 /// Sizes shared by the forward and backward passes.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +34,103 @@ impl Shape {
 /// head `h` at `(h·t + i)·t`, entries `j ≤ i` used).
 pub(crate) fn probs_len(heads: usize, t: usize) -> usize {
     heads * t * t
+}
+
+/// [`forward`] of every sequence of `p`, in parallel: `ctx [n, d]` and each sequence's
+/// probabilities (at `p.probs_at`) from `qkv [n, 3d]`. `site`: this layer's attention dropout.
+pub(crate) fn forward_packed(
+    s: Shape,
+    p: &Packed,
+    qkv: &[f32],
+    (ctx, probs): (&mut [f32], &mut [f32]),
+    site: Option<Site>,
+) {
+    let d = s.d;
+    let ctx_parts = split_lengths(
+        ctx,
+        &p.seqs.iter().map(|&(_, len)| len * d).collect::<Vec<_>>(),
+    );
+    let prob_parts = split_lengths(
+        probs,
+        &p.seqs
+            .iter()
+            .map(|&(_, len)| probs_len(s.heads, len))
+            .collect::<Vec<_>>(),
+    );
+    ctx_parts
+        .into_par_iter()
+        .zip(prob_parts)
+        .enumerate()
+        .for_each(|(k, (ctx, probs))| {
+            let (row0, len) = p.seqs[k];
+            let rows = &qkv[row0 * 3 * d..(row0 + len) * 3 * d];
+            let dr = site.map(|site| (site, p.probs_at[k] as u64));
+            forward(s, rows, ctx, probs, dr);
+        });
+}
+
+/// Backward of [`forward_packed`]: `dqkv [n, 3d]` (overwritten) from `dctx [n, d]`.
+pub(crate) fn backward_packed(
+    s: Shape,
+    p: &Packed,
+    (qkv, probs): (&[f32], &[f32]),
+    dctx: &[f32],
+    dqkv: &mut [f32],
+    site: Option<Site>,
+) {
+    let d = s.d;
+    let parts = split_lengths(
+        dqkv,
+        &p.seqs
+            .iter()
+            .map(|&(_, len)| len * 3 * d)
+            .collect::<Vec<_>>(),
+    );
+    parts.into_par_iter().enumerate().for_each(|(k, dq)| {
+        let (row0, len) = p.seqs[k];
+        let pa = p.probs_at[k];
+        let probs = &probs[pa..pa + probs_len(s.heads, len)];
+        let dr = site.map(|site| (site, pa as u64));
+        backward(
+            s,
+            &qkv[row0 * 3 * d..(row0 + len) * 3 * d],
+            probs,
+            &dctx[row0 * d..(row0 + len) * d],
+            dq,
+            dr,
+        );
+    });
+}
+
+wide_fn! {
+    /// One token's attention over a cache: `out [d]` = per head `softmax(q kᵀ/√dh) v` with
+    /// `q [d]` (this token's query) over the `T` cached rows of `keys` and `values` (`[T, d]`,
+    /// this token's own included). `scores`: scratch of at least `T`.
+    pub(crate) fn decode(
+        s: Shape,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (d, dh, scale) = (s.d, s.dh(), s.scale());
+        let t = keys.len() / d;
+        let scores = &mut scores[..t];
+        for h in 0..s.heads {
+            let head = h * dh..(h + 1) * dh;
+            let q = &q[head.clone()];
+            for (j, score) in scores.iter_mut().enumerate() {
+                *score = dot8(q, &keys[j * d + h * dh..][..dh]) * scale;
+            }
+            softmax_in_place(scores);
+            let out = &mut out[head];
+            out.fill(0.0);
+            for (j, &w) in scores.iter().enumerate() {
+                axpy(w, &values[j * d + h * dh..][..dh], out);
+            }
+        }
+    }
 }
 
 /// `ctx [T, d]` = per head `dropout(softmax(q kᵀ/√dh + causal)) v`; `p` receives the
@@ -168,12 +269,7 @@ wide_fn! {
             let row = &mut probs[i * t..(i + 1) * t];
             let (seen, future) = row.split_at_mut(i + 1);
             future.fill(0.0);
-            let max = max8(seen);
-            for r in seen.iter_mut() {
-                *r = exp(*r - max);
-            }
-            let inv = 1.0 / sum8(seen);
-            seen.iter_mut().for_each(|r| *r *= inv);
+            softmax_in_place(seen);
         }
     }
 }

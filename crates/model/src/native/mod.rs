@@ -15,13 +15,28 @@
 //! them, under burn's names, so [`NativeNet::from_model`] / [`NativeNet::to_model`] convert
 //! both ways and checkpoints stay ordinary [`AdModel`] folders.
 //!
+//! The layers (`embedding`, `block` with `attention`, `heads`, over the affine pieces of
+//! `linear`) each hold their forward and backward side by side, over [`Weights`]: the flat
+//! vector viewed by parameter name. `step` drives them for a training step; [`NativeDecoder`]
+//! runs their one-token forms over a key/value cache for evaluation.
+//!
 //! Dropout uses its own counter-based random numbers (a hash of seed, site and element), so
 //! a step's masks depend on its seed alone; they are not burn's numbers.
 
 mod attention;
-mod compute;
+mod batch;
+mod block;
+mod decoder;
+mod embedding;
+mod heads;
+mod linear;
+mod step;
 #[cfg(test)]
 mod tests;
+mod weights;
+
+pub use decoder::NativeDecoder;
+pub use weights::{LayerParts, Layout, Parts, Weights};
 
 use std::collections::HashMap;
 
@@ -29,7 +44,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::{Device, Tensor, TensorData};
-use ccad_core::tokens::{TokenBatch, token_kind, token_type, type_of_kind};
+use ccad_core::tokens::TokenBatch;
 
 use crate::{AdModel, AdModelConfig, LossMetrics};
 
@@ -43,50 +58,13 @@ pub struct ParamSlot {
     pub len: usize,
 }
 
-/// Offsets of one block's tensors in the flat vector ([`NativeNet::params`]).
-#[derive(Debug, Clone)]
-pub struct LayerAt {
-    pub ln1_g: usize,
-    pub ln1_b: usize,
-    pub qkv_w: usize,
-    pub qkv_b: usize,
-    pub out_w: usize,
-    pub out_b: usize,
-    pub ln2_g: usize,
-    pub ln2_b: usize,
-    pub fc_in_w: usize,
-    pub fc_in_b: usize,
-    pub fc_out_w: usize,
-    pub fc_out_b: usize,
-}
-
-/// Offsets of every tensor the computation reads, in [`NativeNet::params`]. Weights are
-/// row-major `[d_in, d_out]` (burn's `Linear` layout).
-#[derive(Debug, Clone)]
-pub struct Offsets {
-    pub transition_w: usize,
-    pub transition_b: usize,
-    pub query: usize,
-    pub token_type: usize,
-    pub open: usize,
-    pub close: usize,
-    pub position: usize,
-    pub layers: Vec<LayerAt>,
-    pub norm_g: usize,
-    pub norm_b: usize,
-    pub action_w: usize,
-    pub action_b: usize,
-    pub type_w: usize,
-    pub type_b: usize,
-}
-
 /// [`AdModel`]'s parameters as one flat `f32` vector, with the native training computation.
 #[derive(Debug, Clone)]
 pub struct NativeNet {
     config: AdModelConfig,
     params: Vec<f32>,
     slots: Vec<ParamSlot>,
-    at: Offsets,
+    layout: Layout,
     /// Step buffers reused from one step to the next.
     pool: ccad_core::kernels::buffers::Pool,
 }
@@ -111,12 +89,12 @@ impl NativeNet {
             });
             params.extend_from_slice(&values);
         }
-        let at = offsets(model.config(), &slots)?;
+        let layout = weights::layout(model.config(), &slots)?;
         Ok(Self {
             config: model.config().clone(),
             params,
             slots,
-            at,
+            layout,
             pool: ccad_core::kernels::buffers::Pool::default(),
         })
     }
@@ -172,30 +150,13 @@ impl NativeNet {
     }
 
     /// Where the computation finds each tensor in [`params`](Self::params).
-    pub fn offsets(&self) -> &Offsets {
-        &self.at
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
-    /// `[4, d]` by token kind: token-type embedding plus the marker's own embedding for
-    /// `<c>` / `</c>` (one lookup then adds both to a token).
-    pub fn kind_table(&self) -> Vec<f32> {
-        let d = self.config.d_model;
-        let (w, at) = (&self.params, &self.at);
-        let mut t = vec![0.0f32; 4 * d];
-        for k in 0..4u8 {
-            let ty = type_of_kind(k) as usize;
-            let row = &mut t[k as usize * d..(k as usize + 1) * d];
-            row.copy_from_slice(&w[at.token_type + ty * d..][..d]);
-            let marker = match k {
-                token_kind::OPEN => Some(at.open),
-                token_kind::CLOSE => Some(at.close),
-                _ => None,
-            };
-            if let Some(m) = marker {
-                row.iter_mut().zip(&w[m..m + d]).for_each(|(r, m)| *r += m);
-            }
-        }
-        t
+    /// The parameters by name.
+    pub fn weights(&self) -> Weights<'_> {
+        self.layout.weights(&self.params)
     }
 
     /// Where each named tensor lives in [`params`](Self::params) (and in a gradient vector).
@@ -218,79 +179,13 @@ impl NativeNet {
         grads: &mut [f32],
     ) -> LossMetrics {
         assert_eq!(grads.len(), self.params.len(), "gradient vector length");
-        compute::train_step(self, batch, Some(dropout_seed), Some(grads))
+        step::train_step(self, batch, Some(dropout_seed), Some(grads))
     }
 
     /// Loss and metrics in inference mode (no dropout, no gradients).
     pub fn loss(&self, batch: &TokenBatch) -> LossMetrics {
-        compute::train_step(self, batch, None, None)
+        step::train_step(self, batch, None, None)
     }
-}
-
-/// Find every tensor the computation needs, with its expected shape.
-fn offsets(c: &AdModelConfig, slots: &[ParamSlot]) -> Result<Offsets, String> {
-    let mut by_name: HashMap<&str, &ParamSlot> =
-        slots.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut take = |name: &str, shape: &[usize]| -> Result<usize, String> {
-        let s = by_name
-            .remove(name)
-            .ok_or_else(|| format!("model parameter {name} not found"))?;
-        if s.shape != shape {
-            return Err(format!(
-                "model parameter {name} has shape {:?}, expected {shape:?}",
-                s.shape
-            ));
-        }
-        Ok(s.offset)
-    };
-    let (d, ff) = (c.d_model, c.d_ff);
-    let mut layers = Vec::with_capacity(c.n_layers);
-    let transition_w = take("transition.weight", &[c.feat_dim, d])?;
-    let transition_b = take("transition.bias", &[d])?;
-    let query = take("query_state.weight", &[c.n_states, d])?;
-    let token_type_at = take("token_type.weight", &[token_type::COUNT, d])?;
-    let open = take("open", &[d])?;
-    let close = take("close", &[d])?;
-    let position = take("position.weight", &[c.max_len, d])?;
-    for i in 0..c.n_layers {
-        let p = |s: &str| format!("blocks.{i}.{s}");
-        layers.push(LayerAt {
-            ln1_g: take(&p("ln_attn.gamma"), &[d])?,
-            ln1_b: take(&p("ln_attn.beta"), &[d])?,
-            qkv_w: take(&p("attn.qkv.weight"), &[d, 3 * d])?,
-            qkv_b: take(&p("attn.qkv.bias"), &[3 * d])?,
-            out_w: take(&p("attn.out.weight"), &[d, d])?,
-            out_b: take(&p("attn.out.bias"), &[d])?,
-            ln2_g: take(&p("ln_mlp.gamma"), &[d])?,
-            ln2_b: take(&p("ln_mlp.beta"), &[d])?,
-            fc_in_w: take(&p("fc_in.weight"), &[d, ff])?,
-            fc_in_b: take(&p("fc_in.bias"), &[ff])?,
-            fc_out_w: take(&p("fc_out.weight"), &[ff, d])?,
-            fc_out_b: take(&p("fc_out.bias"), &[d])?,
-        });
-    }
-    let at = Offsets {
-        transition_w,
-        transition_b,
-        query,
-        token_type: token_type_at,
-        open,
-        close,
-        position,
-        layers,
-        norm_g: take("norm.gamma", &[d])?,
-        norm_b: take("norm.beta", &[d])?,
-        action_w: take("action_head.weight", &[d, c.n_actions])?,
-        action_b: take("action_head.bias", &[c.n_actions])?,
-        type_w: take("type_head.weight", &[d, token_type::COUNT])?,
-        type_b: take("type_head.bias", &[token_type::COUNT])?,
-    };
-    if let Some(name) = by_name.keys().next() {
-        return Err(format!(
-            "model parameter {name} is not used by the native implementation"
-        ));
-    }
-    Ok(at)
 }
 
 /// burn's answer for the same step: `model`'s loss on `batch` (on `device`, an autodiff

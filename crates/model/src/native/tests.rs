@@ -254,3 +254,32 @@ fn a_batch_without_tokens_has_zero_loss_and_gradient() {
     let (want, _) = reference_loss_and_grads(&m, &b, &device);
     assert_eq!(want.total, 0.0);
 }
+
+#[test]
+fn every_gradient_matches_burn_at_the_default_shape() {
+    // d 64, 4 layers, 4 heads, ff 256 over 323 tokens: gemm's parallel path and the
+    // multi-chunk reductions (more than 256 rows) run.
+    let cfg = AdModelConfig {
+        max_len: 163,
+        d_model: 64,
+        n_layers: 4,
+        n_heads: 4,
+        d_ff: 256,
+        ..config(0.0)
+    };
+    let (m, device) = model(&cfg, 13);
+    let b = batch(17, &[163, 100, 60], 163);
+    let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
+    let net = NativeNet::from_model(&m).unwrap();
+    let mut g = vec![f32::NAN; net.n_params()];
+    let got = net.loss_and_grads(&b, 0, &mut g);
+    assert_eq!(
+        (got.n_action, got.n_token_type),
+        (want.n_action, want.n_token_type)
+    );
+    assert!((got.total - want.total).abs() < 1e-5, "{got:?} vs {want:?}");
+    for slot in net.slots() {
+        let r = slot.offset..slot.offset + slot.len;
+        assert_close(&slot.name, &g[r.clone()], &want_g[r], 5e-4);
+    }
+}

@@ -1,0 +1,182 @@
+//! [`Decoder`]: the one interface evaluation reads logits through, whatever runs the model.
+//!
+//! Each call gets, per row, the row's whole current token list and how many of its leading
+//! tokens are unchanged since the previous call (0: the row is new or its positions moved,
+//! so it is rebuilt), and writes the logits at every row's last token. Three implementations:
+//!
+//! - [`BurnCacheDecoder`]: burn's [`KvCache`] on the model's device;
+//! - [`crate::native::NativeDecoder`]: the native layers' key/value cache on the CPU;
+//! - [`FullRerun`]: one full causal pass over every row's tokens (the reference's way; it
+//!   ignores `unchanged`, and checks the other two).
+
+use burn::tensor::Device;
+use ccad_core::tokens::token_type;
+
+use crate::{AdModel, KvCache, Token, batch_from_tokens};
+
+/// One row's input to [`Decoder::decode`]: its whole current token list, held as the
+/// context plus an optional last token (the query) so callers need not copy contexts.
+#[derive(Debug, Clone, Copy)]
+pub struct RowTokens<'a> {
+    pub context: &'a [Token],
+    /// The query, in layouts that read the action there; `None` when the context's own last
+    /// token is read.
+    pub last: Option<&'a Token>,
+    /// Leading tokens unchanged since the previous call; 0 rebuilds the row.
+    pub unchanged: usize,
+}
+
+impl<'a> RowTokens<'a> {
+    /// Tokens in the whole list.
+    pub fn len(&self) -> usize {
+        self.context.len() + usize::from(self.last.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every token, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a Token> + use<'a> {
+        self.context.iter().chain(self.last)
+    }
+
+    /// The tokens after the unchanged prefix (at least one).
+    ///
+    /// # Panics
+    /// If no token is new.
+    pub fn new_tokens(&self) -> impl Iterator<Item = &'a Token> + use<'a> {
+        assert!(
+            self.unchanged < self.len(),
+            "{} of {} tokens unchanged: nothing to read logits at",
+            self.unchanged,
+            self.len()
+        );
+        self.iter().skip(self.unchanged)
+    }
+
+    /// The whole list as one vector.
+    pub fn to_vec(&self) -> Vec<Token> {
+        self.iter().cloned().collect()
+    }
+}
+
+/// Incremental inference over a fixed number of rows.
+pub trait Decoder {
+    /// Bring every row (one entry per row, in row order) up to date and write the logits at
+    /// each row's last token into `action [rows, n_actions]` and `token_type [rows, 3]`.
+    /// Returns how many rows' caches were rebuilt from scratch (0 without a cache).
+    fn decode(&mut self, rows: &[RowTokens], action: &mut [f32], token_type: &mut [f32]) -> usize;
+}
+
+/// [`Decoder`] over burn's [`KvCache`]: rebuilt rows in one causal pass, the others' new
+/// tokens appended in batched one-token steps.
+pub struct BurnCacheDecoder<'m> {
+    model: &'m AdModel,
+    cache: KvCache,
+}
+
+impl<'m> BurnCacheDecoder<'m> {
+    /// `rows` empty contexts; `model` in inference mode (`model.valid()`) on `device`.
+    pub fn new(model: &'m AdModel, rows: usize, device: &Device) -> Self {
+        Self {
+            model,
+            cache: KvCache::new(model, rows, device),
+        }
+    }
+}
+
+impl Decoder for BurnCacheDecoder<'_> {
+    fn decode(&mut self, rows: &[RowTokens], action: &mut [f32], token_type: &mut [f32]) -> usize {
+        let (model, cache) = (self.model, &mut self.cache);
+        let (a, t) = (model.config().n_actions, token_type::COUNT);
+        let mut write = |i: usize, la: &[f32], lt: &[f32], k: usize| {
+            action[i * a..(i + 1) * a].copy_from_slice(&la[k * a..(k + 1) * a]);
+            token_type[i * t..(i + 1) * t].copy_from_slice(&lt[k * t..(k + 1) * t]);
+        };
+
+        // Rows whose positions moved: one causal pass over their new tokens.
+        let rebuild: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].unchanged == 0)
+            .collect();
+        if !rebuild.is_empty() {
+            let ctx: Vec<Vec<Token>> = rebuild.iter().map(|&i| rows[i].to_vec()).collect();
+            let (la, lt) = cache.rebuild(model, &rebuild, &ctx).to_host();
+            for (k, &i) in rebuild.iter().enumerate() {
+                write(i, &la, &lt, k);
+            }
+        }
+
+        // Other rows: forget what changed, append the new tokens. Rows are right-aligned
+        // over the calls so every row's last token lands in the last one.
+        let pending: Vec<Vec<Token>> = rows
+            .iter()
+            .map(|r| match r.unchanged {
+                0 => Vec::new(),
+                _ => r.new_tokens().cloned().collect(),
+            })
+            .collect();
+        let calls = pending.iter().map(|p| p.len()).max().unwrap_or(0);
+        if calls > 0 {
+            for (i, p) in pending.iter().enumerate() {
+                if !p.is_empty() {
+                    cache.truncate(i, rows[i].unchanged);
+                }
+            }
+            let mut last = None;
+            for call in 0..calls {
+                let step: Vec<Option<Token>> = pending
+                    .iter()
+                    .map(|p| (call + p.len()).checked_sub(calls).map(|j| p[j].clone()))
+                    .collect();
+                last = Some(cache.append_rows(model, &step));
+            }
+            let (la, lt) = last.expect("at least one call").to_host();
+            for (i, p) in pending.iter().enumerate() {
+                if !p.is_empty() {
+                    write(i, &la, &lt, i);
+                }
+            }
+        }
+        rebuild.len()
+    }
+}
+
+/// [`Decoder`] without a cache: every call runs the model over every row's whole token list.
+pub struct FullRerun<'m> {
+    model: &'m AdModel,
+    device: Device,
+}
+
+impl<'m> FullRerun<'m> {
+    /// `model` in inference mode (`model.valid()`) on `device`.
+    pub fn new(model: &'m AdModel, device: &Device) -> Self {
+        Self {
+            model,
+            device: device.clone(),
+        }
+    }
+}
+
+impl Decoder for FullRerun<'_> {
+    fn decode(&mut self, rows: &[RowTokens], action: &mut [f32], token_type: &mut [f32]) -> usize {
+        let c = self.model.config();
+        let contexts: Vec<Vec<Token>> = rows.iter().map(RowTokens::to_vec).collect();
+        let batch = batch_from_tokens(&contexts, c.feat_dim);
+        let logits = self.model.forward(&batch, &self.device);
+        let read =
+            |t: burn::tensor::Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 logits");
+        let (la, lt) = (read(logits.action), read(logits.token_type));
+        let (l, a, t) = (batch.seq_len, c.n_actions, token_type::COUNT);
+        for (b, &len) in batch.lengths.iter().enumerate() {
+            let p = b * l + len - 1;
+            action[b * a..(b + 1) * a].copy_from_slice(&la[p * a..(p + 1) * a]);
+            token_type[b * t..(b + 1) * t].copy_from_slice(&lt[p * t..(p + 1) * t]);
+        }
+        0
+    }
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;
