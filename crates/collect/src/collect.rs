@@ -4,33 +4,37 @@
 
 use std::path::{Path, PathBuf};
 
+use ccad_core::backend::{self, Stage};
 use ccad_core::config::Config;
 use ccad_core::env::{Environment, make_env, split_tasks};
 use ccad_core::history::{HistoryMeta, HistoryWriter};
 use ccad_core::tb::{RunLog, check_interrupt};
-use ccad_core::{Error, Result, backend};
+use ccad_core::{Error, Result};
 
 use crate::burn_learners::BurnEngine;
-use crate::engine::EngineKind;
 use crate::net::Layout;
 use crate::ppo::{self, Engine, Hyper, Learned, NativeEngine, RolloutReport, n_rollouts};
 use crate::report::Report;
 
-/// Train one learner per task in `tasks` on `engine_kind` and (optionally) record every
+/// Train one learner per task in `tasks` on `engine` (resolved for [`Stage::Collect`]: the
+/// native engine, plain Rust with rayon over learners, or burn with every learner stacked on a
+/// task axis and one batched step per minibatch) and (optionally) record every
 /// transition. `on_rollout` runs after each rollout's update (logging, progress, interrupt
 /// checks).
 pub fn train_learners(
     cfg: &Config,
     env: &dyn Environment,
     tasks: &[usize],
-    engine_kind: EngineKind,
+    engine: backend::Engine,
     record: bool,
     on_rollout: &mut dyn FnMut(&RolloutReport) -> Result<()>,
 ) -> Result<Learned> {
+    let burn = engine.resolve(Stage::Collect) == backend::Engine::Burn;
     let make_engine = |layout: Layout, hyper: Hyper, init: Vec<Vec<f32>>| -> Box<dyn Engine> {
-        match engine_kind {
-            EngineKind::Native => Box::new(NativeEngine::new(layout, hyper, init)),
-            EngineKind::Burn => Box::new(BurnEngine::new(layout, hyper, &init, &backend::device())),
+        if burn {
+            Box::new(BurnEngine::new(layout, hyper, &init, &backend::device()))
+        } else {
+            Box::new(NativeEngine::new(layout, hyper, init))
         }
     };
     ppo::run(cfg, env, tasks, &make_engine, record, on_rollout)
@@ -43,7 +47,8 @@ pub struct CollectOptions {
     pub out: Option<PathBuf>,
     /// Replace an existing file.
     pub force: bool,
-    pub engine: EngineKind,
+    /// `--engine` (`auto`: [`backend::Engine::resolve`]).
+    pub engine: backend::Engine,
     /// TensorBoard folder; `None` = `runs/collect-<dataset>` (`<dataset>`: the output file's
     /// stem with `--out`, else `collect.dataset`).
     pub log_dir: Option<PathBuf>,
@@ -151,7 +156,7 @@ pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
 }
 
 /// Speed measurement: train the configured learners without recording or writing anything.
-pub fn bench(cfg: &Config, engine: EngineKind) -> Result<Report> {
+pub fn bench(cfg: &Config, engine: backend::Engine) -> Result<Report> {
     let env = make_env(&cfg.env);
     let (train, test) = split_tasks(&cfg.env, env.n_tasks());
     let mut tasks: Vec<usize> = train.iter().chain(&test).copied().collect();

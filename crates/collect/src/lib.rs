@@ -8,19 +8,17 @@
 //! - [`net`]: the actor/critic MLPs in one flat parameter layout, orthogonal init, their
 //!   forward and backward passes.
 //! - [`record`]: history buffers with markers.
-//! - [`engine`], [`burn_learners`]: which engine a run uses; the checked alternative on burn
-//!   (learners stacked on a task axis).
+//! - [`burn_learners`]: the checked alternative engine on burn (learners stacked on a task
+//!   axis); `--engine` picks one through `ccad_core::backend::Engine`.
 //! - [`collect`](mod@collect), [`report`]: the stage (train, log, write the dataset) and its
 //!   end-of-run table.
 
 pub mod burn_learners;
 pub mod collect;
-pub mod engine;
 pub mod net;
 pub mod ppo;
 pub mod record;
 pub mod report;
 
 pub use collect::{CollectOptions, bench, collect, same_collection, train_learners};
-pub use engine::EngineKind;
 pub use ppo::Engine;

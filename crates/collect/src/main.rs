@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use ccad_core::backend::{Engine, Stage};
 use ccad_core::cli::{ConfigArgs, run_main};
-use collect::{CollectOptions, EngineKind};
+use collect::CollectOptions;
 
 #[derive(Debug, Parser)]
 #[command(about = "Train one PPO learner per task and record their learning histories (HDF5)")]
@@ -26,9 +27,10 @@ struct Args {
     /// Measure speed only: train the learners, write nothing, report env-steps/s.
     #[arg(long)]
     bench: bool,
-    /// Where the learners are computed.
-    #[arg(long, value_enum, default_value_t = EngineKind::Native)]
-    engine: EngineKind,
+    /// Where the learners are computed: native (plain Rust, rayon over learners), burn
+    /// (learners stacked on a task axis) or auto (native: see the README's engine table).
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    engine: Engine,
 }
 
 fn main() -> ExitCode {
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
             let report = collect::bench(&cfg, args.engine)?;
             println!(
                 "bench ({}): {}",
-                engine_name(args.engine),
+                args.engine.resolve(Stage::Collect).as_str(),
                 report.speed_line()
             );
             println!(
@@ -68,11 +70,4 @@ fn main() -> ExitCode {
         println!("wrote {}", dest.display());
         Ok(())
     })
-}
-
-fn engine_name(e: EngineKind) -> &'static str {
-    match e {
-        EngineKind::Native => "native",
-        EngineKind::Burn => "burn",
-    }
 }

@@ -3,13 +3,13 @@
 
 use rand::Rng as _;
 
-use ccad_core::backend;
+use ccad_core::backend::{self, Engine};
 use ccad_core::config::Config;
 use ccad_core::env::make_env;
 use collect::burn_learners::{BurnEngine, clip_per_learner};
 use collect::net::Layout;
 use collect::ppo::{Hyper, Minibatch, NativeLearner};
-use collect::{EngineKind, train_learners};
+use collect::train_learners;
 
 const LAYOUT: Layout = Layout {
     obs_dim: 2,
@@ -168,7 +168,7 @@ dataset = "tiny"
 fn batched_learners_equal_separate_learners() {
     let cfg = tiny_config();
     let env = make_env(&cfg.env);
-    for kind in [EngineKind::Native, EngineKind::Burn] {
+    for kind in [Engine::Native, Engine::Burn] {
         let together =
             train_learners(&cfg, env.as_ref(), &[2, 5, 7], kind, true, &mut |_| Ok(())).unwrap();
         for (g, &task) in [2usize, 5, 7].iter().enumerate() {

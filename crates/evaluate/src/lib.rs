@@ -28,6 +28,8 @@ pub mod bench;
 pub mod npy;
 pub mod rollout;
 pub mod run;
+pub mod sampling;
+pub mod spec;
 pub mod summary;
 
 pub use ccad_core::context::{CacheEvent, Layout, RollingContext, dense_token};

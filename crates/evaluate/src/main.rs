@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ccad_core::backend::Engine;
 use ccad_core::cli::ConfigArgs;
 use ccad_core::config::{Boundary, TaskSet};
 use clap::{Parser, ValueEnum};
@@ -33,6 +34,11 @@ struct Args {
     /// Seeds per task (default: eval.seeds).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: Option<u64>,
+    /// What computes the logits: native (the model's plain-Rust layers with their own
+    /// key/value cache), burn (burn's key/value cache on the build's device) or auto (native on
+    /// CPU builds, burn on GPU builds).
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    engine: Engine,
     /// `--config` names the run when `--run` is not given; `--set` overrides the run's config.
     #[command(flatten)]
     config: ConfigArgs,
@@ -79,6 +85,7 @@ fn run(args: Args) -> ccad_core::Result<()> {
         }),
         episodes: args.episodes.map(|n| n as usize),
         seeds: args.seeds.map(|n| n as usize),
+        engine: args.engine,
         progress: true,
     };
     let out = evaluate_run(&opts, &ccad_core::backend::device())?;

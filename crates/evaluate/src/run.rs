@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
+use ccad_core::backend::Engine;
 use ccad_core::config::{Boundary, Config, TaskSet};
 use ccad_core::context::Layout;
 use ccad_core::env::{Environment, make_env, split_tasks};
@@ -21,7 +22,7 @@ use model::run_folder::{RESULT_FILE, RunDir, SUMMARY_FILE};
 use model::{AdModel, AdModelConfig};
 
 use crate::npy::write_npy;
-use crate::rollout::{RolloutResult, RolloutSpec, check_model, rollout};
+use crate::rollout::{Inference, RolloutResult, RolloutSpec, check_model, rollout};
 use crate::summary::{EvalInfo, Summary};
 
 /// What to evaluate and how; `None` keeps the run config's value.
@@ -37,6 +38,8 @@ pub struct EvalOptions {
     pub boundary: Option<Boundary>,
     pub episodes: Option<usize>,
     pub seeds: Option<usize>,
+    /// What computes the logits (`--engine`; `auto`: [`Inference::for_engine`]).
+    pub engine: Engine,
     /// Show a progress bar over episodes.
     pub progress: bool,
 }
@@ -234,7 +237,9 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         ));
     }
 
-    let spec = RolloutSpec::from_config(&tasks, &cfg);
+    let mut spec = RolloutSpec::from_config(&tasks, &cfg);
+    spec.inference = Inference::for_engine(opts.engine);
+    let engine = spec.inference.engine();
     let layout = spec.layout.clone();
     let bar = opts.progress.then(|| {
         let b = ccad_core::progress::bar(spec.episodes as u64, "evaluate", "episodes");
@@ -269,6 +274,7 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         episodes: cfg.eval.episodes,
         seeds: cfg.eval.seeds,
         backend: ccad_core::backend::backend_name().to_string(),
+        engine: engine.as_str().to_string(),
     };
     let summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info);
     let out_dir = opts.out_dir.clone().unwrap_or_else(|| run.eval_dir());

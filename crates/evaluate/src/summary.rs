@@ -5,7 +5,7 @@
 //! optimum is positive (a task whose optimum is 0 cannot be normalised; Dark Room with its
 //! default horizon has none).
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::rollout::RolloutResult;
 
@@ -13,7 +13,9 @@ use crate::rollout::RolloutResult;
 pub const EDGE: usize = 10;
 
 /// How the evaluation ran, recorded beside its numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+/// `summary.json` is written by [`Summary::to_json`] and read back (by the report) as this same
+/// type; fields added later default when an older file lacks them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct EvalInfo {
     pub run: String,
     pub checkpoint: String,
@@ -22,7 +24,9 @@ pub struct EvalInfo {
     pub env: String,
     pub task_set: String,
     pub context: String,
-    /// Token layout: "query" or "dense" (`model.objective`).
+    /// Token layout: "query" or "dense" (`model.objective`); empty in summaries written
+    /// before the dense objective existed.
+    #[serde(default)]
     pub objective: String,
     pub compress_interval: usize,
     pub boundary: String,
@@ -31,9 +35,13 @@ pub struct EvalInfo {
     pub episodes: usize,
     pub seeds: usize,
     pub backend: String,
+    /// What computed the logits: "native" (the native decoder) or "burn" (`--engine`);
+    /// empty in summaries written before the engine was recorded.
+    #[serde(default)]
+    pub engine: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvSummary {
     pub task: usize,
     /// The task's parameters under the environment's name for them (e.g. `goal: [row, col]`).
@@ -44,33 +52,53 @@ pub struct EnvSummary {
     pub returns: Vec<f32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSummary {
     pub task: usize,
     pub param_name: String,
     pub params: Vec<i32>,
     pub optimal_return: f32,
     /// Mean over the task's seeds, per episode index.
+    #[serde(deserialize_with = "curve")]
     pub mean_return: Vec<f64>,
+    #[serde(deserialize_with = "number")]
     pub first10_mean: f64,
+    #[serde(deserialize_with = "number")]
     pub last10_mean: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub info: EvalInfo,
     pub n_envs: usize,
     pub n_episodes: usize,
     /// Mean over all environments, per episode index.
+    #[serde(deserialize_with = "curve")]
     pub mean_return: Vec<f64>,
     /// Mean of return / optimal over environments with a positive optimum, per episode index.
+    #[serde(deserialize_with = "curve")]
     pub normalized_return: Vec<f64>,
+    #[serde(deserialize_with = "number")]
     pub first10_mean: f64,
+    #[serde(deserialize_with = "number")]
     pub last10_mean: f64,
+    #[serde(deserialize_with = "number")]
     pub first10_normalized: f64,
+    #[serde(deserialize_with = "number")]
     pub last10_normalized: f64,
     pub tasks: Vec<TaskSummary>,
     pub envs: Vec<EnvSummary>,
+}
+
+/// A number, or `null` read back as the NaN it was written from (JSON has no NaN).
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// [`number`] for every entry of a curve.
+fn curve<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let v = Vec::<Option<f64>>::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
 }
 
 /// Mean of each column of `rows` (all the same length).

@@ -2,6 +2,7 @@
 //! and the run-folder flow writes readable outputs and refuses bad input.
 
 use burn::module::Module;
+use ccad_core::backend::{Engine, device};
 use ccad_core::config::{Boundary, Config, ModelConfig};
 use ccad_core::context::{CompressedQuery, WindowQuery};
 use ccad_core::env::{DarkRoom, Environment};
@@ -271,6 +272,20 @@ fn run_folder_outputs_read_back() {
         7
     );
 
+    assert_eq!(json["info"]["engine"], "native", "auto on the CPU build");
+
+    // --engine burn: burn's cache computes the logits; greedy actions agree with native's.
+    let greedy = |engine, dir: &str| EvalOptions {
+        greedy: Some(true),
+        engine,
+        out_dir: Some(tmp.path().join(dir)),
+        ..opts.clone()
+    };
+    let native = evaluate_run(&greedy(Engine::Native, "native"), &device()).unwrap();
+    let burn = evaluate_run(&greedy(Engine::Burn, "burn"), &device()).unwrap();
+    assert_eq!(burn.summary.info.engine, "burn");
+    assert_eq!(native.result.actions, burn.result.actions);
+
     // --tasks all, another folder; the table has one line per task plus header and mean.
     let opts = EvalOptions {
         tasks: Some(ccad_core::config::TaskSet::All),
@@ -419,10 +434,7 @@ fn greedy_actions_agree_burn_cache_and_native_at_the_default_shape() {
     // from burn's in the last bits (its f32 erf, its summation orders), never enough to change
     // a greedy action here.
     let env = DarkRoom::new(9, 20);
-    let context = ContextSpec::Compressed {
-        interval: 20,
-        boundary: Boundary::Fixed,
-    };
+    let context = Layout::new(CompressedQuery::new(20, Boundary::Fixed));
     let config = AdModelConfig::new(
         &ModelConfig::default(),
         transition_feature_dim(env.obs_dim(), env.n_actions()),
@@ -439,8 +451,7 @@ fn greedy_actions_agree_burn_cache_and_native_at_the_default_shape() {
             seeds: vec![1, 2, 3, 4],
             episodes: 3,
             sampling: Sampling::Greedy,
-            context,
-            objective: Objective::Query,
+            layout: context.clone(),
             inference,
         };
         rollout(&model, &env, spec, &device, |_| {}).unwrap()

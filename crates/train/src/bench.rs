@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ccad_core::config::{Config, ContextMode, TaskSet};
+use ccad_core::config::{Config, ContextMode, TaskSet, variant_name};
 use ccad_core::env::make_env;
 use ccad_core::{Error, Result, backend};
 use dataset::synthetic::{SyntheticSpec, write_synthetic};
@@ -99,7 +99,7 @@ pub fn bench_setting(
     Ok(BenchResult {
         backend: backend::backend_name().to_string(),
         engine: learner.engine().as_str().to_string(),
-        context: context_name(cfg.dataset.context).to_string(),
+        context: variant_name(&cfg.dataset.context),
         batch_size: t.batch_size,
         steps,
         seconds_per_step: seconds / n,
@@ -111,13 +111,6 @@ pub fn bench_setting(
         peak_memory_mib: peak_memory_mib().unwrap_or(0.0),
         base_memory_mib: base,
     })
-}
-
-pub fn context_name(c: ContextMode) -> &'static str {
-    match c {
-        ContextMode::Compressed => "compressed",
-        ContextMode::Window => "window",
-    }
 }
 
 /// A synthetic history file for the benchmark: every task of the config's environment,
@@ -149,7 +142,7 @@ pub fn run_all(
             .arg("--set")
             .arg(format!("train.batch_size={batch}"))
             .arg("--set")
-            .arg(format!("dataset.context=\"{}\"", context_name(context)))
+            .arg(format!("dataset.context=\"{}\"", variant_name(&context)))
             .stderr(std::process::Stdio::inherit())
             .output()
             .map_err(|e| Error::io(exe, e))?;
@@ -163,7 +156,7 @@ pub fn run_all(
                     "bench",
                     format!(
                         "batch {batch} {} gave no result (exit {:?})",
-                        context_name(context),
+                        variant_name(&context),
                         output.status.code()
                     ),
                 )

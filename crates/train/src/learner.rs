@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use ccad_core::config::{TrainConfig, TrainEngine};
+use ccad_core::backend::{Engine, Stage};
+use ccad_core::config::TrainConfig;
 use ccad_core::tokens::TokenBatch;
 use ccad_core::{Error, Result, backend};
 use model::native::NativeNet;
@@ -78,20 +79,20 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
 
 /// The engine that wrote a checkpoint folder, judged by its optimiser file (`None` when it
 /// holds neither or both).
-pub fn checkpoint_engine(dir: &Path) -> Option<TrainEngine> {
+pub fn checkpoint_engine(dir: &Path) -> Option<Engine> {
     let burn = dir.join(OPTIMIZER_FILE).is_file();
     let native = dir.join(NATIVE_OPTIMIZER_FILE).is_file();
     match (burn, native) {
-        (true, false) => Some(TrainEngine::Burn),
-        (false, true) => Some(TrainEngine::Native),
+        (true, false) => Some(Engine::Burn),
+        (false, true) => Some(Engine::Native),
         _ => None,
     }
 }
 
 /// The optimiser file `engine` writes.
-pub fn optimizer_file(engine: TrainEngine) -> &'static str {
+pub fn optimizer_file(engine: Engine) -> &'static str {
     match engine {
-        TrainEngine::Native => NATIVE_OPTIMIZER_FILE,
+        Engine::Native => NATIVE_OPTIMIZER_FILE,
         _ => OPTIMIZER_FILE,
     }
 }
@@ -104,11 +105,11 @@ pub enum Learner {
 
 impl Learner {
     /// A freshly initialised model (the device `device`, an autodiff device, seeded with
-    /// `train.seed`) for the engine `train.engine` names (`auto`: [`TrainEngine::resolve`]).
+    /// `train.seed`) for the engine `train.engine` names (`auto`: [`Engine::resolve`]).
     pub fn new(config: &AdModelConfig, train: &TrainConfig, device: &Device) -> Self {
         let burn = BurnLearner::new(config, train, device);
-        match train.engine.resolve() {
-            TrainEngine::Native => Learner::Native(Box::new(NativeLearner::from_burn(burn))),
+        match train.engine.resolve(Stage::Train) {
+            Engine::Native => Learner::Native(Box::new(NativeLearner::from_burn(burn))),
             _ => Learner::Burn(Box::new(burn)),
         }
     }
@@ -125,8 +126,8 @@ impl Learner {
     ) -> Result<Self> {
         let written_by = checkpoint_engine(dir);
         let engine = match (train.engine, written_by) {
-            (TrainEngine::Auto, Some(e)) => e,
-            (e, _) => e.resolve(),
+            (Engine::Auto, Some(e)) => e,
+            (e, _) => e.resolve(Stage::Train),
         };
         if let Some(other) = written_by.filter(|&w| w != engine) {
             let file = dir.join(optimizer_file(other));
@@ -142,7 +143,7 @@ impl Learner {
             ));
         }
         let model = match engine {
-            TrainEngine::Native => AdModel::load(dir, &backend::device())?,
+            Engine::Native => AdModel::load(dir, &backend::device())?,
             _ => AdModel::load(dir, device)?,
         };
         if model.config() != config {
@@ -157,7 +158,7 @@ impl Learner {
             ));
         }
         Ok(match engine {
-            TrainEngine::Native => {
+            Engine::Native => {
                 let net = NativeNet::from_model(&model)
                     .map_err(|e| Error::file(&dir.join(model::WEIGHTS_FILE), "native", e))?;
                 let path = dir.join(NATIVE_OPTIMIZER_FILE);
@@ -180,10 +181,10 @@ impl Learner {
     }
 
     /// `Native` or `Burn`.
-    pub fn engine(&self) -> TrainEngine {
+    pub fn engine(&self) -> Engine {
         match self {
-            Learner::Burn(_) => TrainEngine::Burn,
-            Learner::Native(_) => TrainEngine::Native,
+            Learner::Burn(_) => Engine::Burn,
+            Learner::Native(_) => Engine::Native,
         }
     }
 

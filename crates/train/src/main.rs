@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ccad_core::backend::Engine;
 use ccad_core::cli::{ConfigArgs, run_main};
 use ccad_core::config::ContextMode;
 use ccad_core::{Error, Result};
@@ -22,8 +23,8 @@ struct Args {
     /// What computes the training step (overrides train.engine): native (plain-Rust CPU
     /// step), burn (burn autodiff on the build's backend) or auto (native on the CPU build,
     /// burn on GPU builds; a resumed run keeps the engine that wrote its checkpoint).
-    #[arg(long, value_name = "ENGINE", value_parser = ["auto", "native", "burn"])]
-    engine: Option<String>,
+    #[arg(long, value_enum)]
+    engine: Option<Engine>,
     /// Delete the run folder and start over instead of resuming.
     #[arg(long)]
     fresh: bool,
@@ -58,10 +59,10 @@ fn run(mut args: Args) -> Result<()> {
     if let Some(name) = &args.run {
         args.config.overrides.push(format!("train.run={name:?}"));
     }
-    if let Some(engine) = &args.engine {
+    if let Some(engine) = args.engine {
         args.config
             .overrides
-            .push(format!("train.engine={engine:?}"));
+            .push(format!("train.engine={:?}", engine.as_str()));
     }
     let cfg = args.config.load()?;
     if args.bench_child {

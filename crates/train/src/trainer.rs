@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ccad_core::config::{Config, TaskSet, TrainEngine};
+use ccad_core::backend::{Engine, Stage};
+use ccad_core::config::{Config, TaskSet, TrainConfig, variant_name};
 use ccad_core::env::make_env;
 use ccad_core::history::HistoryReader;
+use ccad_core::progress::Progress;
 use ccad_core::tb::RunLog;
+use ccad_core::tokens::TokenBatch;
 use ccad_core::{Error, Result, backend};
 use dataset::{Dataset, Prefetcher, Sampler, fixed_batches};
 use model::run_folder::{CheckpointState, RunDir, TrainStats};
 use model::{AdModel, AdModelConfig, DataDims, LossMetrics};
 
-use crate::learner::{GradNorm, Learner};
+use crate::learner::{GradNorm, Learner, StepOutput};
 use crate::run::{RunDirTraining, write_checkpoint};
 use crate::stats::peak_memory_mib;
 
@@ -96,6 +99,27 @@ impl Interval {
             });
         }
     }
+
+    /// `train/*` scalars: the interval's means, the learning rate, samples/s.
+    fn log(self, log: &mut RunLog, lr: f64, batch_size: usize, step: usize) {
+        let n = self.steps.max(1) as f64;
+        let tags = [
+            "train/loss",
+            "train/loss_action",
+            "train/loss_token_type",
+            "train/acc_action",
+            "train/acc_token_type",
+        ];
+        for (tag, sum) in tags.iter().zip(self.sums) {
+            log.scalar(tag, sum / n, step);
+        }
+        if let Some(norm) = self.norm {
+            log.scalar("train/grad_norm", norm.value() / n, step);
+        }
+        log.scalar("train/lr", lr, step);
+        let rate = self.steps as f64 * batch_size as f64 / self.seconds.max(1e-9);
+        log.scalar("train/samples_per_sec", rate, step);
+    }
 }
 
 /// Train on the history file `dataset_path` into `run_dir`, resuming from its newest
@@ -119,51 +143,10 @@ pub fn train_at(
             say(&notice);
         }
     }
-
     // Data first: a bad dataset is refused before anything in the run folder changes.
-    let train_ds = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Train)?);
-    let has_test = !HistoryReader::open(dataset_path)?
-        .meta
-        .test_tasks
-        .is_empty();
-    let held_out = if has_test {
-        let test_ds = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Test)?);
-        fixed_batches(&test_ds, t.eval_batches, t.batch_size, t.seed)
-    } else {
-        say("the dataset lists no test tasks: no test/* metrics");
-        Vec::new()
-    };
-    let env = make_env(&cfg.env);
-    let data = DataDims::new(env.as_ref(), train_ds.feat_dim(), train_ds.max_len());
-    let model_cfg = AdModelConfig::for_data(&cfg.model, data);
-
-    if opts.fresh {
-        run.clear()?;
-    }
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-    run.remove_partial_checkpoints()?;
-    run.write_config(cfg)?;
-    let device = backend::autodiff_device();
-    let (mut learner, resumed) = match run.list_checkpoints()?.pop() {
-        Some((_, dir)) => {
-            let state = CheckpointState::read(&dir)?;
-            let learner = Learner::resume(&dir, &model_cfg, t, &device)?;
-            say(&format!("resuming from {}", dir.display()));
-            (learner, Some((state, dir)))
-        }
-        None => {
-            run.remove_stale_logs()?;
-            (Learner::new(&model_cfg, t, &device), None)
-        }
-    };
-    learner.set_train_config(t);
+    let data = TrainData::load(cfg, dataset_path, &say)?;
+    let (mut learner, resumed) = open_run(&run, cfg, &data.model_cfg, opts.fresh, &say)?;
     let engine = learner.engine().as_str();
-    if resumed.is_some() && t.engine == TrainEngine::Auto && learner.engine() != t.engine.resolve()
-    {
-        say(&format!(
-            "train.engine = auto: continuing with the {engine} engine, which wrote the checkpoint"
-        ));
-    }
     let start = resumed.as_ref().map_or(0, |(s, _)| s.step);
     let mut samples_seen = resumed.as_ref().map_or(0, |(s, _)| s.samples_seen);
     let mut train_seconds = resumed.as_ref().map_or(0.0, |(s, _)| s.train_seconds);
@@ -171,71 +154,34 @@ pub fn train_at(
     let mut last_ckpt_step = start;
     say(&format!(
         "{} train samples, {} held-out batches, {} parameters, backend {}, engine {engine}, steps {start}..{}",
-        train_ds.n_samples(),
-        held_out.len(),
+        data.train.n_samples(),
+        data.held_out.len(),
         learner.num_params(),
         backend::backend_name(),
         t.steps
     ));
+    let outcome = |steps_done, checkpoint, stats| TrainOutcome {
+        run_dir: run_dir.to_path_buf(),
+        steps_done,
+        checkpoint,
+        stats,
+    };
     if start >= t.steps {
         say("nothing to do: the run already has train.steps steps");
-        return Ok(TrainOutcome {
-            run_dir: run_dir.to_path_buf(),
-            steps_done: start,
-            checkpoint,
-            stats: None,
-        });
+        return Ok(outcome(start, checkpoint, None));
     }
 
-    let mut sampler = Sampler::new(
-        train_ds.clone(),
-        t.batch_size,
-        t.seed,
-        cfg.dataset.bucket_by_length,
-    );
-    sampler.seek(start as u64);
-    let mut batches = Prefetcher::spawn(sampler, cfg.dataset.prefetch);
+    let mut batches = data.batches_from(cfg, start);
     let mut log = open_run_log(run_dir)?;
-    let pb = if opts.progress {
-        ccad_core::progress::bar(t.steps as u64, "train", "steps")
-    } else {
-        ccad_core::progress::Progress::hidden()
-    };
-    pb.set_position(start as u64);
+    let pb = progress(opts.progress, t.steps, start);
 
-    let mut stats = TrainStats {
-        backend: backend::backend_name().to_string(),
-        engine: engine.to_string(),
-        context: enum_name(&cfg.dataset.context),
-        objective: enum_name(&cfg.model.objective),
-        max_context_tokens: train_ds.max_len(),
-        batch_size: t.batch_size,
-        steps_done: start,
-        steps_total: t.steps,
-        samples_per_sec: 0.0,
-        seconds_per_step: 0.0,
-        mean_tokens: 0.0,
-        mean_padded_len: 0.0,
-        peak_memory_mib: 0.0,
-        n_params: learner.num_params(),
-    };
-    let (mut session_steps, mut session_seconds) = (0usize, 0.0f64);
-    let (mut tokens, mut padded) = (0u64, 0u64);
+    let mut stats = initial_stats(cfg, engine, data.train.max_len(), start, &learner);
+    let mut session = Session::default();
     let mut interval = Interval::default();
     let mut last_lr = 0.0;
     let config_toml = cfg.to_toml_string();
-
     let save = |learner: &Learner, step: usize, samples: u64, secs: f64, lr: f64| {
-        let state = CheckpointState {
-            step,
-            sampler_position: step as u64,
-            seed: t.seed,
-            samples_seen: samples,
-            lr,
-            train_seconds: secs,
-            backend: backend::backend_name().to_string(),
-            engine: engine.to_string(),
-        };
+        let state = checkpoint_state(t, engine, step, samples, secs, lr);
         write_checkpoint(&run, &state, &config_toml, t.keep_checkpoints, |d| {
             learner.save(d)
         })
@@ -244,12 +190,7 @@ pub fn train_at(
     for step in start..t.steps {
         if opts.stop_after.is_some_and(|n| step >= n) {
             // Simulated kill: leave everything as it is.
-            return Ok(TrainOutcome {
-                run_dir: run_dir.to_path_buf(),
-                steps_done: step,
-                checkpoint,
-                stats: None,
-            });
+            return Ok(outcome(step, checkpoint, None));
         }
         if ccad_core::tb::interrupted() {
             if step > last_ckpt_step {
@@ -261,29 +202,14 @@ pub fn train_at(
             return Err(Error::Interrupted);
         }
 
-        let started = Instant::now();
         let batch = batches.next_batch();
-        let (out, norm) = learner.step(&batch, step);
-        let secs = started.elapsed().as_secs_f64();
+        let (out, norm, secs) = checked_step(&mut learner, &batch, step, dataset_path)?;
         let m = out.metrics;
-        if !m.total.is_finite() {
-            return Err(Error::file(
-                dataset_path,
-                "loss",
-                format!(
-                    "became {} at step {step} (lr {:.3e}); the last checkpoint is intact",
-                    m.total, out.lr
-                ),
-            ));
-        }
         last_lr = out.lr;
         let done = step + 1;
-        session_steps += 1;
-        session_seconds += secs;
+        session.add(&batch, secs);
         train_seconds += secs;
         samples_seen += batch.batch as u64;
-        tokens += batch.lengths.iter().sum::<usize>() as u64;
-        padded += (batch.batch * batch.seq_len) as u64;
         interval.add(&m, secs, norm);
         pb.set_position(done as u64);
         pb.set_message(format!(
@@ -293,52 +219,20 @@ pub fn train_at(
         ));
 
         if done % t.summary_interval == 0 || done == t.steps {
-            let n = interval.steps.max(1) as f64;
-            let tags = [
-                "train/loss",
-                "train/loss_action",
-                "train/loss_token_type",
-                "train/acc_action",
-                "train/acc_token_type",
-            ];
-            for (tag, sum) in tags.iter().zip(interval.sums) {
-                log.scalar(tag, sum / n, done);
-            }
-            if let Some(norm) = interval.norm.take() {
-                log.scalar("train/grad_norm", norm.value() / n, done);
-            }
-            log.scalar("train/lr", out.lr, done);
-            let rate = interval.steps as f64 * t.batch_size as f64 / interval.seconds.max(1e-9);
-            log.scalar("train/samples_per_sec", rate, done);
-            interval = Interval::default();
-
-            stats.steps_done = done;
-            stats.samples_per_sec =
-                session_steps as f64 * t.batch_size as f64 / session_seconds.max(1e-9);
-            stats.seconds_per_step = session_seconds / session_steps as f64;
-            stats.mean_tokens = tokens as f64 / (session_steps * t.batch_size) as f64;
-            stats.mean_padded_len = padded as f64 / (session_steps * t.batch_size) as f64;
-            stats.peak_memory_mib = peak_memory_mib().unwrap_or(0.0);
+            std::mem::take(&mut interval).log(&mut log, out.lr, t.batch_size, done);
+            session.fill(&mut stats, done, t.batch_size);
             stats.write(&run.stats_path())?;
             log.flush();
         }
-
-        if !held_out.is_empty() && (done % t.eval_interval == 0 || done == t.steps) {
-            let h = learner.held_out_metrics(&held_out);
-            log.scalar("test/loss", h.total as f64, done);
-            log.scalar("test/loss_action", h.action as f64, done);
-            log.scalar("test/acc_action", h.acc_action as f64, done);
-            log.scalar("test/loss_token_type", h.token_type as f64, done);
-            log.scalar("test/acc_token_type", h.acc_token_type as f64, done);
+        if !data.held_out.is_empty() && (done % t.eval_interval == 0 || done == t.steps) {
+            log_held_out(&mut log, &learner.held_out_metrics(&data.held_out), done);
         }
-
         let icl_due = t.icl_interval > 0 && (done % t.icl_interval == 0 || done == t.steps);
         if let Some(probe) = icl.as_deref_mut().filter(|_| icl_due) {
             let r = probe.run(&learner.inference_model(), done)?;
             log_icl(&mut log, "train", &r.train_returns, done);
             log_icl(&mut log, "test", &r.test_returns, done);
         }
-
         if done % t.ckpt_interval == 0 || done == t.steps {
             checkpoint = Some(save(&learner, done, samples_seen, train_seconds, out.lr)?);
             last_ckpt_step = done;
@@ -346,12 +240,216 @@ pub fn train_at(
     }
     pb.finish();
     drop(log);
-    Ok(TrainOutcome {
-        run_dir: run_dir.to_path_buf(),
-        steps_done: t.steps,
-        checkpoint,
-        stats: Some(stats),
-    })
+    Ok(outcome(t.steps, checkpoint, Some(stats)))
+}
+
+/// The training tasks' samples, the held-out batches (none when the dataset lists no test
+/// tasks) and the model the config builds for this data.
+struct TrainData {
+    train: Arc<Dataset>,
+    held_out: Vec<TokenBatch>,
+    model_cfg: AdModelConfig,
+}
+
+impl TrainData {
+    fn load(cfg: &Config, dataset_path: &Path, say: &dyn Fn(&str)) -> Result<Self> {
+        let t = &cfg.train;
+        let train = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Train)?);
+        let has_test = !HistoryReader::open(dataset_path)?
+            .meta
+            .test_tasks
+            .is_empty();
+        let held_out = if has_test {
+            let test = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Test)?);
+            fixed_batches(&test, t.eval_batches, t.batch_size, t.seed)
+        } else {
+            say("the dataset lists no test tasks: no test/* metrics");
+            Vec::new()
+        };
+        let env = make_env(&cfg.env);
+        let dims = DataDims::new(env.as_ref(), train.feat_dim(), train.max_len());
+        let model_cfg = AdModelConfig::for_data(&cfg.model, dims);
+        Ok(Self {
+            train,
+            held_out,
+            model_cfg,
+        })
+    }
+
+    /// Training batches on a background thread, from where step `start` left the sampler.
+    fn batches_from(&self, cfg: &Config, start: usize) -> Prefetcher {
+        let t = &cfg.train;
+        let mut sampler = Sampler::new(
+            self.train.clone(),
+            t.batch_size,
+            t.seed,
+            cfg.dataset.bucket_by_length,
+        );
+        sampler.seek(start as u64);
+        Prefetcher::spawn(sampler, cfg.dataset.prefetch)
+    }
+}
+
+/// The step counter: a bar on a terminal, plain lines otherwise, nothing when `show` is off.
+fn progress(show: bool, steps: usize, start: usize) -> Progress {
+    let pb = if show {
+        ccad_core::progress::bar(steps as u64, "train", "steps")
+    } else {
+        Progress::hidden()
+    };
+    pb.set_position(start as u64);
+    pb
+}
+
+/// What a checkpoint written after `step` steps records besides the weights.
+fn checkpoint_state(
+    t: &TrainConfig,
+    engine: &str,
+    step: usize,
+    samples_seen: u64,
+    train_seconds: f64,
+    lr: f64,
+) -> CheckpointState {
+    CheckpointState {
+        step,
+        sampler_position: step as u64,
+        seed: t.seed,
+        samples_seen,
+        lr,
+        train_seconds,
+        backend: backend::backend_name().to_string(),
+        engine: engine.to_string(),
+    }
+}
+
+/// One training step, timed; a non-finite loss stops the run with an error naming the data.
+fn checked_step(
+    learner: &mut Learner,
+    batch: &TokenBatch,
+    step: usize,
+    dataset_path: &Path,
+) -> Result<(StepOutput, Option<GradNorm>, f64)> {
+    let started = Instant::now();
+    let (out, norm) = learner.step(batch, step);
+    let secs = started.elapsed().as_secs_f64();
+    let loss = out.metrics.total;
+    if !loss.is_finite() {
+        return Err(Error::file(
+            dataset_path,
+            "loss",
+            format!(
+                "became {loss} at step {step} (lr {:.3e}); the last checkpoint is intact",
+                out.lr
+            ),
+        ));
+    }
+    Ok((out, norm, secs))
+}
+
+/// Prepare the run folder (cleared when `fresh`; partial checkpoints removed; config written)
+/// and build the learner: resumed from the newest checkpoint with its state, or new.
+fn open_run(
+    run: &RunDir,
+    cfg: &Config,
+    model_cfg: &AdModelConfig,
+    fresh: bool,
+    say: &dyn Fn(&str),
+) -> Result<(Learner, Option<(CheckpointState, PathBuf)>)> {
+    let t = &cfg.train;
+    if fresh {
+        run.clear()?;
+    }
+    let dir = run.root();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    run.remove_partial_checkpoints()?;
+    run.write_config(cfg)?;
+    let device = backend::autodiff_device();
+    let (mut learner, resumed) = match run.list_checkpoints()?.pop() {
+        Some((_, dir)) => {
+            let state = CheckpointState::read(&dir)?;
+            let learner = Learner::resume(&dir, model_cfg, t, &device)?;
+            say(&format!("resuming from {}", dir.display()));
+            (learner, Some((state, dir)))
+        }
+        None => {
+            run.remove_stale_logs()?;
+            (Learner::new(model_cfg, t, &device), None)
+        }
+    };
+    learner.set_train_config(t);
+    if resumed.is_some()
+        && t.engine == Engine::Auto
+        && learner.engine() != t.engine.resolve(Stage::Train)
+    {
+        say(&format!(
+            "train.engine = auto: continuing with the {} engine, which wrote the checkpoint",
+            learner.engine().as_str()
+        ));
+    }
+    Ok((learner, resumed))
+}
+
+/// `train_stats.json` before this session's first step.
+fn initial_stats(
+    cfg: &Config,
+    engine: &str,
+    max_len: usize,
+    start: usize,
+    learner: &Learner,
+) -> TrainStats {
+    TrainStats {
+        backend: backend::backend_name().to_string(),
+        engine: engine.to_string(),
+        context: variant_name(&cfg.dataset.context),
+        objective: variant_name(&cfg.model.objective),
+        max_context_tokens: max_len,
+        batch_size: cfg.train.batch_size,
+        steps_done: start,
+        steps_total: cfg.train.steps,
+        samples_per_sec: 0.0,
+        seconds_per_step: 0.0,
+        mean_tokens: 0.0,
+        mean_padded_len: 0.0,
+        peak_memory_mib: 0.0,
+        n_params: learner.num_params(),
+    }
+}
+
+/// This invocation's totals, for `train_stats.json`.
+#[derive(Default)]
+struct Session {
+    steps: usize,
+    seconds: f64,
+    tokens: u64,
+    padded: u64,
+}
+
+impl Session {
+    fn add(&mut self, batch: &TokenBatch, seconds: f64) {
+        self.steps += 1;
+        self.seconds += seconds;
+        self.tokens += batch.lengths.iter().sum::<usize>() as u64;
+        self.padded += (batch.batch * batch.seq_len) as u64;
+    }
+
+    fn fill(&self, stats: &mut TrainStats, done: usize, batch_size: usize) {
+        let samples = (self.steps * batch_size) as f64;
+        stats.steps_done = done;
+        stats.samples_per_sec = samples / self.seconds.max(1e-9);
+        stats.seconds_per_step = self.seconds / self.steps as f64;
+        stats.mean_tokens = self.tokens as f64 / samples;
+        stats.mean_padded_len = self.padded as f64 / samples;
+        stats.peak_memory_mib = peak_memory_mib().unwrap_or(0.0);
+    }
+}
+
+/// `test/*` scalars: the held-out batches' loss and accuracies.
+fn log_held_out(log: &mut RunLog, h: &LossMetrics, step: usize) {
+    log.scalar("test/loss", h.total as f64, step);
+    log.scalar("test/loss_action", h.action as f64, step);
+    log.scalar("test/acc_action", h.acc_action as f64, step);
+    log.scalar("test/loss_token_type", h.token_type as f64, step);
+    log.scalar("test/acc_token_type", h.acc_token_type as f64, step);
 }
 
 /// `icl/<set>_return` (mean over episodes), `icl/<set>_return_first` / `_last` against the
@@ -392,12 +490,4 @@ fn open_run_log(dir: &Path) -> Result<RunLog> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-}
-
-/// A serde unit-variant enum's name as written in configs.
-fn enum_name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

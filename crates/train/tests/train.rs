@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use ccad_core::config::{Config, TaskSet, TrainEngine};
+use ccad_core::backend::{Engine, Stage};
+use ccad_core::config::{Config, TaskSet};
 use ccad_core::env::{make_env, split_tasks};
 use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::{TokenBatch, marker_at};
@@ -366,7 +367,7 @@ fn only_the_newest_checkpoints_are_kept() {
     let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert_eq!(latest, "step-00000011");
     let dir = run.join("checkpoints").join(&latest);
-    let optimizer = train::learner::optimizer_file(cfg.train.engine.resolve());
+    let optimizer = train::learner::optimizer_file(cfg.train.engine.resolve(Stage::Train));
     for file in [
         "model.json",
         "model.safetensors",
@@ -516,14 +517,14 @@ fn native_steps_follow_burn_steps() {
     assert!(clipped > 0, "the clip never engaged");
     assert_eq!(optim.time, 3);
 
-    let engine = |e: TrainEngine| {
+    let engine = |e: Engine| {
         let mut t = t.clone();
         t.engine = e;
         Learner::new(&model_cfg, &t, &device)
     };
-    let (mut native, mut burn) = (engine(TrainEngine::Native), engine(TrainEngine::Burn));
-    assert_eq!(native.engine(), TrainEngine::Native);
-    assert_eq!(burn.engine(), TrainEngine::Burn);
+    let (mut native, mut burn) = (engine(Engine::Native), engine(Engine::Burn));
+    assert_eq!(native.engine(), Engine::Native);
+    assert_eq!(burn.engine(), Engine::Burn);
     let before = learner_params(&native);
     assert_eq!(before, learner_params(&burn), "same initial weights");
     let Learner::Burn(b) = &burn else {

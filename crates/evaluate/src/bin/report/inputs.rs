@@ -9,34 +9,9 @@ use std::path::{Path, PathBuf};
 
 use ccad_core::config::Config;
 use ccad_core::{Error, Result};
+use evaluate::summary::Summary;
 use model::run_folder::{RESULT_FILE, RunDir, SUMMARY_FILE, TrainStats};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-
-/// The fields of evaluate's `summary.json` a report needs.
-#[derive(Debug, Clone, Deserialize)]
-struct SummaryFile {
-    info: SummaryInfo,
-    n_envs: usize,
-    n_episodes: usize,
-    envs: Vec<SummaryEnv>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct SummaryInfo {
-    context: String,
-    task_set: String,
-    /// Absent in summaries written before the dense objective existed.
-    #[serde(default)]
-    objective: Option<String>,
-    #[serde(default)]
-    checkpoint_step: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct SummaryEnv {
-    optimal_return: f32,
-}
 
 /// A run's evaluation: returns of `n_envs` (task × seed) environments over `n_episodes`.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,51 +81,12 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
     let eval_dir = run.eval_dir();
     let summary_path = eval_dir.join(SUMMARY_FILE);
     require_file(&summary_path, "summary", "run evaluate first")?;
-    let summary: SummaryFile = read_json(&summary_path)?;
+    let summary: Summary = read_json(&summary_path)?;
     let npy_path = eval_dir.join(RESULT_FILE);
     require_file(&npy_path, "eval_result", "run evaluate first")?;
     let (shape, returns) = evaluate::npy::read_npy_f32(&npy_path)?;
 
-    // The three records must describe the same model.
-    let layout = ccad_core::context::layout_for(&config);
-    let context = layout.context_name();
-    if stats.context != context {
-        return Err(Error::file(
-            &stats_path,
-            "context",
-            format!("is {:?}, config.toml says {context:?}", stats.context),
-        ));
-    }
-    if summary.info.context != context {
-        return Err(Error::file(
-            &summary_path,
-            "info.context",
-            format!(
-                "is {:?}, config.toml says {context:?}",
-                summary.info.context
-            ),
-        ));
-    }
-    let objective = layout.objective_name();
-    if stats.objective != objective {
-        return Err(Error::file(
-            &stats_path,
-            "objective",
-            format!("is {:?}, config.toml says {objective:?}", stats.objective),
-        ));
-    }
-    if let Some(o) = summary
-        .info
-        .objective
-        .as_deref()
-        .filter(|o| *o != objective)
-    {
-        return Err(Error::file(
-            &summary_path,
-            "info.objective",
-            format!("is {o:?}, config.toml says {objective:?}"),
-        ));
-    }
+    check_same_model(&config, &stats, &stats_path, &summary, &summary_path)?;
 
     let (n_envs, n_episodes) = (summary.n_envs, summary.n_episodes);
     if n_envs == 0 || n_episodes == 0 {
@@ -208,4 +144,52 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
             returns,
         },
     })
+}
+
+/// The run's config, its `train_stats.json` and its evaluation summary must describe the same
+/// model (context mode and objective).
+fn check_same_model(
+    config: &Config,
+    stats: &TrainStats,
+    stats_path: &Path,
+    summary: &Summary,
+    summary_path: &Path,
+) -> Result<()> {
+    let layout = ccad_core::context::layout_for(config);
+    let context = layout.context_name();
+    if stats.context != context {
+        return Err(Error::file(
+            stats_path,
+            "context",
+            format!("is {:?}, config.toml says {context:?}", stats.context),
+        ));
+    }
+    if summary.info.context != context {
+        return Err(Error::file(
+            summary_path,
+            "info.context",
+            format!(
+                "is {:?}, config.toml says {context:?}",
+                summary.info.context
+            ),
+        ));
+    }
+    let objective = layout.objective_name();
+    if stats.objective != objective {
+        return Err(Error::file(
+            stats_path,
+            "objective",
+            format!("is {:?}, config.toml says {objective:?}", stats.objective),
+        ));
+    }
+    // Empty: written before the dense objective existed.
+    let o = summary.info.objective.as_str();
+    if !o.is_empty() && o != objective {
+        return Err(Error::file(
+            summary_path,
+            "info.objective",
+            format!("is {o:?}, config.toml says {objective:?}"),
+        ));
+    }
+    Ok(())
 }

@@ -43,30 +43,36 @@ fn make_run(
         "n_params": 217416
     });
     std::fs::write(dir.join("train_stats.json"), stats.to_string()).unwrap();
-    // Two seeds per task, tasks numbered by pairs, as evaluate lays them out.
-    let envs: Vec<_> = optimal
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            json!({
-                "task": i / 2, "param_name": "goal", "params": [i / 2, 0], "seed": i % 2,
-                "optimal_return": o,
-                "returns": returns[i * episodes..(i + 1) * episodes]
-            })
-        })
-        .collect();
-    let summary = json!({
-        "info": {
-            "run": "x", "checkpoint": "step-00002000", "checkpoint_step": 2000,
-            "env": "darkroom", "task_set": "test", "context": context, "objective": "query",
-            "compress_interval": 80, "boundary": "fixed", "greedy": false, "temperature": 1.0,
-            "episodes": episodes, "seeds": 2, "backend": "flex"
-        },
-        "n_envs": optimal.len(),
-        "n_episodes": episodes,
-        "envs": envs
-    });
-    std::fs::write(dir.join("eval/summary.json"), summary.to_string()).unwrap();
+    // Two seeds per task, tasks numbered by pairs, as evaluate lays them out; written by
+    // evaluate's own summary writer.
+    let n = optimal.len();
+    let result = evaluate::RolloutResult {
+        tasks: (0..n).map(|i| i / 2).collect(),
+        seeds: (0..n).map(|i| (i % 2) as u64).collect(),
+        optimal: optimal.to_vec(),
+        returns: returns.chunks(episodes).map(<[f32]>::to_vec).collect(),
+        actions: vec![Vec::new(); n],
+        stats: Default::default(),
+    };
+    let info = evaluate::summary::EvalInfo {
+        run: "x".into(),
+        checkpoint: "step-00002000".into(),
+        checkpoint_step: Some(2000),
+        env: "darkroom".into(),
+        task_set: "test".into(),
+        context: context.into(),
+        objective: "query".into(),
+        compress_interval: 80,
+        boundary: "fixed".into(),
+        temperature: 1.0,
+        episodes,
+        seeds: 2,
+        backend: "flex".into(),
+        engine: "native".into(),
+        ..Default::default()
+    };
+    let summary = evaluate::Summary::new(&result, "goal", |t| vec![t as i32, 0], info);
+    std::fs::write(dir.join("eval/summary.json"), summary.to_json()).unwrap();
     evaluate::npy::write_npy(
         &dir.join("eval/eval_result.npy"),
         returns,

@@ -6,7 +6,21 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Engine;
 use crate::error::ConfigError;
+
+#[cfg(test)]
+mod tests;
+mod validate;
+
+/// The name a config file uses for a unit variant (`"compressed"`, `"dense"`), from serde so
+/// that a new variant needs no second list of names.
+pub fn variant_name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(name)) => name,
+        other => unreachable!("a unit variant serialises to a string, got {other:?}"),
+    }
+}
 
 /// Config used when a binary gets no `--config`.
 pub const DEFAULT_CONFIG: &str = "configs/quick.toml";
@@ -229,41 +243,10 @@ pub struct TrainConfig {
     /// Episodes of each such rollout.
     pub icl_episodes: usize,
     pub seed: u64,
-    /// What computes the training step: see [`TrainEngine`].
-    pub engine: TrainEngine,
-}
-
-/// What computes a training step. Both start from the same initial weights and write the
-/// same model folders; only the optimiser state file of a checkpoint differs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainEngine {
-    /// `native` on the CPU build (burn's `flex` backend), `burn` on GPU builds.
-    #[default]
-    Auto,
-    /// The model crate's plain-Rust CPU training step (`model::native`).
-    Native,
-    /// burn autodiff and burn's AdamW on the build's backend.
-    Burn,
-}
-
-impl TrainEngine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrainEngine::Auto => "auto",
-            TrainEngine::Native => "native",
-            TrainEngine::Burn => "burn",
-        }
-    }
-
-    /// `Auto` made concrete for this build: native on the CPU default backend.
-    pub fn resolve(self) -> TrainEngine {
-        match self {
-            TrainEngine::Auto if crate::backend::backend_name() == "flex" => TrainEngine::Native,
-            TrainEngine::Auto => TrainEngine::Burn,
-            e => e,
-        }
-    }
+    /// What computes the training step (`auto`: [`Engine::resolve`] for [`Stage::Train`]).
+    /// Both engines start from the same initial weights and write the same model folders; only
+    /// the optimiser state file of a checkpoint differs.
+    pub engine: Engine,
 }
 
 impl Default for TrainConfig {
@@ -286,7 +269,7 @@ impl Default for TrainConfig {
             icl_interval: 0,
             icl_episodes: 10,
             seed: 0,
-            engine: TrainEngine::Auto,
+            engine: Engine::Auto,
         }
     }
 }
@@ -408,155 +391,6 @@ impl Config {
     pub fn to_toml_string(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }
-
-    /// Check every value's range. Error: (field, message).
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        fn pos(field: &'static str, v: usize) -> Result<(), (&'static str, String)> {
-            if v == 0 {
-                return Err((field, "must be > 0".into()));
-            }
-            Ok(())
-        }
-        fn range(
-            field: &'static str,
-            v: f64,
-            lo: f64,
-            hi: f64,
-        ) -> Result<(), (&'static str, String)> {
-            if !(v >= lo && v <= hi) {
-                return Err((field, format!("must be in [{lo}, {hi}], got {v}")));
-            }
-            Ok(())
-        }
-        fn positive(field: &'static str, v: f64) -> Result<(), (&'static str, String)> {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err((field, format!("must be > 0, got {v}")));
-            }
-            Ok(())
-        }
-        let e = &self.env;
-        if e.grid < 2 {
-            return Err(("env.grid", format!("must be >= 2, got {}", e.grid)));
-        }
-        pos("env.horizon", e.horizon)?;
-        let available = e.name.task_count(e.grid);
-        if e.n_tasks > available {
-            return Err((
-                "env.n_tasks",
-                format!(
-                    "{} has only {available} tasks, got {}",
-                    e.name.as_str(),
-                    e.n_tasks
-                ),
-            ));
-        }
-        range("env.train_ratio", e.train_ratio, 0.0, 1.0)?;
-
-        let p = &self.ppo;
-        pos("ppo.n_streams", p.n_streams)?;
-        if p.n_steps < 2 {
-            return Err(("ppo.n_steps", format!("must be >= 2, got {}", p.n_steps)));
-        }
-        pos("ppo.minibatch_size", p.minibatch_size)?;
-        if p.minibatch_size > p.n_streams * p.n_steps {
-            return Err((
-                "ppo.minibatch_size",
-                format!(
-                    "must be <= n_streams * n_steps = {}, got {}",
-                    p.n_streams * p.n_steps,
-                    p.minibatch_size
-                ),
-            ));
-        }
-        pos("ppo.n_epochs", p.n_epochs)?;
-        positive("ppo.lr", p.lr)?;
-        positive("ppo.adam_eps", p.adam_eps)?;
-        range("ppo.gamma", p.gamma, 0.0, 1.0)?;
-        range("ppo.gae_lambda", p.gae_lambda, 0.0, 1.0)?;
-        positive("ppo.clip_range", p.clip_range)?;
-        range("ppo.ent_coef", p.ent_coef, 0.0, 1e3)?;
-        range("ppo.vf_coef", p.vf_coef, 0.0, 1e3)?;
-        positive("ppo.max_grad_norm", p.max_grad_norm)?;
-        pos("ppo.hidden", p.hidden)?;
-        pos("ppo.total_steps", p.total_steps)?;
-
-        let ci = self.compress_interval();
-        if ci < 2 {
-            return Err((
-                "collect.compress_interval",
-                format!("must be >= 2, got {ci}"),
-            ));
-        }
-        if !self
-            .collect
-            .dataset
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err((
-                "collect.dataset",
-                "must be a plain name of letters, digits, '-', '_' or '.'".into(),
-            ));
-        }
-
-        if self.dataset.n_transit < 2 {
-            return Err((
-                "dataset.n_transit",
-                format!("must be >= 2, got {}", self.dataset.n_transit),
-            ));
-        }
-        pos("dataset.prefetch", self.dataset.prefetch)?;
-
-        let m = &self.model;
-        pos("model.d_model", m.d_model)?;
-        pos("model.n_layers", m.n_layers)?;
-        pos("model.n_heads", m.n_heads)?;
-        if !m.d_model.is_multiple_of(m.n_heads) {
-            return Err((
-                "model.n_heads",
-                format!("must divide d_model = {}, got {}", m.d_model, m.n_heads),
-            ));
-        }
-        pos("model.d_ff", m.d_ff)?;
-        if !(0.0..1.0).contains(&m.dropout) {
-            return Err((
-                "model.dropout",
-                format!("must be in [0, 1), got {}", m.dropout),
-            ));
-        }
-        range("model.type_loss_weight", m.type_loss_weight, 0.0, 1e3)?;
-
-        let t = &self.train;
-        if !t
-            .run
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err((
-                "train.run",
-                "must be a plain name of letters, digits, '-', '_' or '.'".into(),
-            ));
-        }
-        pos("train.batch_size", t.batch_size)?;
-        pos("train.steps", t.steps)?;
-        positive("train.lr", t.lr)?;
-        range("train.beta1", t.beta1, 0.0, 0.999_999)?;
-        range("train.beta2", t.beta2, 0.0, 0.999_999)?;
-        range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
-        positive("train.grad_clip", t.grad_clip)?;
-        pos("train.summary_interval", t.summary_interval)?;
-        pos("train.eval_interval", t.eval_interval)?;
-        pos("train.eval_batches", t.eval_batches)?;
-        pos("train.ckpt_interval", t.ckpt_interval)?;
-        pos("train.keep_checkpoints", t.keep_checkpoints)?;
-        pos("train.icl_episodes", t.icl_episodes)?;
-
-        let v = &self.eval;
-        pos("eval.episodes", v.episodes)?;
-        pos("eval.seeds", v.seeds)?;
-        positive("eval.temperature", v.temperature)?;
-        Ok(())
-    }
 }
 
 /// `section.key=value`; the value is read as a TOML value, or as a string when it is not one.
@@ -588,132 +422,4 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), (String, Stri
 /// serde's messages can span lines; errors here are one line.
 fn clean_serde_message(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml_str(text, "configs/x.toml", &[])
-    }
-
-    #[test]
-    fn empty_file_gives_defaults_and_resolves_interval() {
-        let c = parse("").unwrap();
-        assert_eq!(c.compress_interval(), 80);
-        assert_eq!(c.collect.dataset, "darkroom");
-        assert_eq!(c.train.run, "darkroom");
-        assert_eq!(c.model.d_model, 64);
-    }
-
-    #[test]
-    fn unknown_key_names_section_and_key() {
-        let e = parse("[train]\nbatch_sise = 3\n").unwrap_err().to_string();
-        assert!(e.starts_with("configs/x.toml: train"), "{e}");
-        assert!(e.contains("batch_sise"), "{e}");
-        assert!(!e.contains('\n'));
-    }
-
-    #[test]
-    fn unknown_section_is_refused() {
-        let e = parse("[trian]\nsteps = 3\n").unwrap_err().to_string();
-        assert!(e.contains("trian"), "{e}");
-    }
-
-    #[test]
-    fn bad_value_names_field() {
-        let e = parse("[train]\nbatch_size = 0\n").unwrap_err().to_string();
-        assert_eq!(e, "configs/x.toml: train.batch_size: must be > 0");
-        let e = parse("[model]\nd_model = 64\nn_heads = 5\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("configs/x.toml: model.n_heads: must divide"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn wrong_type_names_field() {
-        let e = parse("[ppo]\nlr = \"fast\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("configs/x.toml: ppo.lr:"), "{e}");
-        let e = parse("[dataset]\ncontext = \"spiral\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("configs/x.toml: dataset.context:"), "{e}");
-    }
-
-    #[test]
-    fn malformed_toml_names_line() {
-        let e = parse("[train]\nsteps = = 3\n").unwrap_err().to_string();
-        assert!(e.starts_with("configs/x.toml: line 2: invalid TOML"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn missing_file_is_an_error_naming_it() {
-        let e = Config::load(Path::new("configs/nope.toml"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("configs/nope.toml: cannot read"), "{e}");
-    }
-
-    #[test]
-    fn overrides_apply_and_are_validated() {
-        let c = Config::from_toml_str(
-            "[train]\nsteps = 5\n",
-            "f.toml",
-            &[
-                "train.steps=7".into(),
-                "dataset.context=window".into(),
-                "train.run=abc".into(),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.train.steps, 7);
-        assert_eq!(c.dataset.context, ContextMode::Window);
-        assert_eq!(c.train.run, "abc");
-        let e = Config::from_toml_str("", "f.toml", &["train.steps=0".into()])
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "f.toml: train.steps: must be > 0");
-        let e = Config::from_toml_str("", "f.toml", &["trainsteps".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("--set: trainsteps"), "{e}");
-    }
-
-    #[test]
-    fn train_engine_defaults_to_auto_and_names_bad_values() {
-        assert_eq!(parse("").unwrap().train.engine, TrainEngine::Auto);
-        let c = parse("[train]\nengine = \"burn\"\n").unwrap();
-        assert_eq!(c.train.engine, TrainEngine::Burn);
-        assert_eq!(TrainEngine::Native.resolve(), TrainEngine::Native);
-        let e = parse("[train]\nengine = \"fast\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("configs/x.toml: train.engine:"), "{e}");
-    }
-
-    #[test]
-    fn round_trips_through_toml() {
-        let c = parse("[eval]\ngreedy = true\n").unwrap();
-        let again = parse(&c.to_toml_string()).unwrap();
-        assert_eq!(c, again);
-    }
-
-    #[test]
-    fn shipped_configs_load() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&root).unwrap() {
-            let p = entry.unwrap().path();
-            if p.extension().is_some_and(|e| e == "toml") {
-                Config::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
-                n += 1;
-            }
-        }
-        assert!(n >= 2, "expected darkroom.toml and quick.toml");
-    }
 }

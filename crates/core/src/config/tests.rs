@@ -1,0 +1,127 @@
+use super::*;
+use crate::backend::Stage;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, "configs/x.toml", &[])
+}
+
+#[test]
+fn empty_file_gives_defaults_and_resolves_interval() {
+    let c = parse("").unwrap();
+    assert_eq!(c.compress_interval(), 80);
+    assert_eq!(c.collect.dataset, "darkroom");
+    assert_eq!(c.train.run, "darkroom");
+    assert_eq!(c.model.d_model, 64);
+}
+
+#[test]
+fn unknown_key_names_section_and_key() {
+    let e = parse("[train]\nbatch_sise = 3\n").unwrap_err().to_string();
+    assert!(e.starts_with("configs/x.toml: train"), "{e}");
+    assert!(e.contains("batch_sise"), "{e}");
+    assert!(!e.contains('\n'));
+}
+
+#[test]
+fn unknown_section_is_refused() {
+    let e = parse("[trian]\nsteps = 3\n").unwrap_err().to_string();
+    assert!(e.contains("trian"), "{e}");
+}
+
+#[test]
+fn bad_value_names_field() {
+    let e = parse("[train]\nbatch_size = 0\n").unwrap_err().to_string();
+    assert_eq!(e, "configs/x.toml: train.batch_size: must be > 0");
+    let e = parse("[model]\nd_model = 64\nn_heads = 5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("configs/x.toml: model.n_heads: must divide"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_names_field() {
+    let e = parse("[ppo]\nlr = \"fast\"\n").unwrap_err().to_string();
+    assert!(e.starts_with("configs/x.toml: ppo.lr:"), "{e}");
+    let e = parse("[dataset]\ncontext = \"spiral\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("configs/x.toml: dataset.context:"), "{e}");
+}
+
+#[test]
+fn malformed_toml_names_line() {
+    let e = parse("[train]\nsteps = = 3\n").unwrap_err().to_string();
+    assert!(e.starts_with("configs/x.toml: line 2: invalid TOML"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_error_naming_it() {
+    let e = Config::load(Path::new("configs/nope.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("configs/nope.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn overrides_apply_and_are_validated() {
+    let c = Config::from_toml_str(
+        "[train]\nsteps = 5\n",
+        "f.toml",
+        &[
+            "train.steps=7".into(),
+            "dataset.context=window".into(),
+            "train.run=abc".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.train.steps, 7);
+    assert_eq!(c.dataset.context, ContextMode::Window);
+    assert_eq!(variant_name(&ContextMode::Window), "window");
+    assert_eq!(variant_name(&Objective::Dense), "dense");
+    assert_eq!(c.train.run, "abc");
+    let e = Config::from_toml_str("", "f.toml", &["train.steps=0".into()])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "f.toml: train.steps: must be > 0");
+    let e = Config::from_toml_str("", "f.toml", &["trainsteps".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("--set: trainsteps"), "{e}");
+}
+
+#[test]
+fn train_engine_defaults_to_auto_and_names_bad_values() {
+    assert_eq!(parse("").unwrap().train.engine, Engine::Auto);
+    let c = parse("[train]\nengine = \"burn\"\n").unwrap();
+    assert_eq!(c.train.engine, Engine::Burn);
+    assert_eq!(Engine::Native.resolve(Stage::Train), Engine::Native);
+    let e = parse("[train]\nengine = \"fast\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("configs/x.toml: train.engine:"), "{e}");
+}
+
+#[test]
+fn round_trips_through_toml() {
+    let c = parse("[eval]\ngreedy = true\n").unwrap();
+    let again = parse(&c.to_toml_string()).unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn shipped_configs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            Config::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected darkroom.toml and quick.toml");
+}

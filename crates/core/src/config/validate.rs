@@ -1,0 +1,161 @@
+//! Every value's range, section by section. Error: (field, message).
+
+use super::{Config, EnvConfig, EvalConfig, ModelConfig, PpoConfig, TrainConfig};
+
+type Check = Result<(), (&'static str, String)>;
+
+impl Config {
+    /// Check every value's range. Error: (field, message).
+    pub fn validate(&self) -> Check {
+        env(&self.env)?;
+        ppo(&self.ppo)?;
+        collect(self)?;
+        if self.dataset.n_transit < 2 {
+            return Err((
+                "dataset.n_transit",
+                format!("must be >= 2, got {}", self.dataset.n_transit),
+            ));
+        }
+        pos("dataset.prefetch", self.dataset.prefetch)?;
+        model(&self.model)?;
+        train(&self.train)?;
+        eval(&self.eval)
+    }
+}
+
+fn pos(field: &'static str, v: usize) -> Check {
+    if v == 0 {
+        return Err((field, "must be > 0".into()));
+    }
+    Ok(())
+}
+
+fn range(field: &'static str, v: f64, lo: f64, hi: f64) -> Check {
+    if !(v >= lo && v <= hi) {
+        return Err((field, format!("must be in [{lo}, {hi}], got {v}")));
+    }
+    Ok(())
+}
+
+fn positive(field: &'static str, v: f64) -> Check {
+    if !(v > 0.0 && v.is_finite()) {
+        return Err((field, format!("must be > 0, got {v}")));
+    }
+    Ok(())
+}
+
+/// A name that becomes a file or folder name: no separators, nothing to escape.
+fn plain_name(field: &'static str, name: &str) -> Check {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err((
+            field,
+            "must be a plain name of letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn env(e: &EnvConfig) -> Check {
+    if e.grid < 2 {
+        return Err(("env.grid", format!("must be >= 2, got {}", e.grid)));
+    }
+    pos("env.horizon", e.horizon)?;
+    let available = e.name.task_count(e.grid);
+    if e.n_tasks > available {
+        return Err((
+            "env.n_tasks",
+            format!(
+                "{} has only {available} tasks, got {}",
+                e.name.as_str(),
+                e.n_tasks
+            ),
+        ));
+    }
+    range("env.train_ratio", e.train_ratio, 0.0, 1.0)
+}
+
+fn ppo(p: &PpoConfig) -> Check {
+    pos("ppo.n_streams", p.n_streams)?;
+    if p.n_steps < 2 {
+        return Err(("ppo.n_steps", format!("must be >= 2, got {}", p.n_steps)));
+    }
+    pos("ppo.minibatch_size", p.minibatch_size)?;
+    if p.minibatch_size > p.n_streams * p.n_steps {
+        return Err((
+            "ppo.minibatch_size",
+            format!(
+                "must be <= n_streams * n_steps = {}, got {}",
+                p.n_streams * p.n_steps,
+                p.minibatch_size
+            ),
+        ));
+    }
+    pos("ppo.n_epochs", p.n_epochs)?;
+    positive("ppo.lr", p.lr)?;
+    positive("ppo.adam_eps", p.adam_eps)?;
+    range("ppo.gamma", p.gamma, 0.0, 1.0)?;
+    range("ppo.gae_lambda", p.gae_lambda, 0.0, 1.0)?;
+    positive("ppo.clip_range", p.clip_range)?;
+    range("ppo.ent_coef", p.ent_coef, 0.0, 1e3)?;
+    range("ppo.vf_coef", p.vf_coef, 0.0, 1e3)?;
+    positive("ppo.max_grad_norm", p.max_grad_norm)?;
+    pos("ppo.hidden", p.hidden)?;
+    pos("ppo.total_steps", p.total_steps)
+}
+
+fn collect(cfg: &Config) -> Check {
+    let ci = cfg.compress_interval();
+    if ci < 2 {
+        return Err((
+            "collect.compress_interval",
+            format!("must be >= 2, got {ci}"),
+        ));
+    }
+    plain_name("collect.dataset", &cfg.collect.dataset)
+}
+
+fn model(m: &ModelConfig) -> Check {
+    pos("model.d_model", m.d_model)?;
+    pos("model.n_layers", m.n_layers)?;
+    pos("model.n_heads", m.n_heads)?;
+    if !m.d_model.is_multiple_of(m.n_heads) {
+        return Err((
+            "model.n_heads",
+            format!("must divide d_model = {}, got {}", m.d_model, m.n_heads),
+        ));
+    }
+    pos("model.d_ff", m.d_ff)?;
+    if !(0.0..1.0).contains(&m.dropout) {
+        return Err((
+            "model.dropout",
+            format!("must be in [0, 1), got {}", m.dropout),
+        ));
+    }
+    range("model.type_loss_weight", m.type_loss_weight, 0.0, 1e3)
+}
+
+fn train(t: &TrainConfig) -> Check {
+    plain_name("train.run", &t.run)?;
+    pos("train.batch_size", t.batch_size)?;
+    pos("train.steps", t.steps)?;
+    positive("train.lr", t.lr)?;
+    range("train.beta1", t.beta1, 0.0, 0.999_999)?;
+    range("train.beta2", t.beta2, 0.0, 0.999_999)?;
+    range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
+    positive("train.grad_clip", t.grad_clip)?;
+    pos("train.summary_interval", t.summary_interval)?;
+    pos("train.eval_interval", t.eval_interval)?;
+    pos("train.eval_batches", t.eval_batches)?;
+    pos("train.ckpt_interval", t.ckpt_interval)?;
+    pos("train.keep_checkpoints", t.keep_checkpoints)?;
+    pos("train.icl_episodes", t.icl_episodes)
+}
+
+fn eval(v: &EvalConfig) -> Check {
+    pos("eval.episodes", v.episodes)?;
+    pos("eval.seeds", v.seeds)?;
+    positive("eval.temperature", v.temperature)
+}
