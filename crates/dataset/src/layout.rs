@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use ccad_core::context::{HistoryView, RegionSpan, SequenceSink};
+use ccad_core::context::{HistoryView, RegionSpan, SequenceSink, Visibility};
 use ccad_core::tokens::{IGNORE, token_kind};
 
 use crate::history::Histories;
@@ -99,6 +99,7 @@ pub struct Row<'a> {
     pub(crate) state_index: &'a mut [i32],
     pub(crate) target_action: &'a mut [i32],
     pub(crate) target_type: &'a mut [i32],
+    pub(crate) visibility: &'a mut Visibility,
     pub(crate) len: usize,
 }
 
@@ -160,5 +161,9 @@ impl SequenceSink for Row<'_> {
         debug_assert!(pos < self.len && action != IGNORE);
         self.target_action[pos] = action;
         self.target_type[pos] = next_type;
+    }
+
+    fn visibility(&mut self, visibility: Visibility) {
+        *self.visibility = visibility;
     }
 }

@@ -169,16 +169,20 @@ impl Dataset {
             .zip(b.state_index.chunks_mut(seq_len))
             .zip(b.target_action.chunks_mut(seq_len))
             .zip(b.target_type.chunks_mut(seq_len))
+            .zip(b.visibility.iter_mut())
             .map(
-                |((((features, kinds), state_index), target_action), target_type)| Row {
-                    histories,
-                    feat_dim: fd,
-                    features,
-                    kinds,
-                    state_index,
-                    target_action,
-                    target_type,
-                    len: 0,
+                |(((((features, kinds), state_index), target_action), target_type), visibility)| {
+                    Row {
+                        histories,
+                        feat_dim: fd,
+                        features,
+                        kinds,
+                        state_index,
+                        target_action,
+                        target_type,
+                        visibility,
+                        len: 0,
+                    }
                 },
             )
             .collect();

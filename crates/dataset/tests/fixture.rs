@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ccad_core::config::{Config, TaskSet};
+use ccad_core::context::Visibility;
 use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::{IGNORE, TokenBatch};
 use dataset::{Dataset, Histories, Sampler, fixed_batches, sequential_batches};
@@ -167,6 +168,7 @@ fn compressed_batch_by_hand() {
             I, I, I, 2, I, I, I, I,
             I, 0, I, I, I, I, I, I,
         ],
+        visibility: vec![Visibility::Causal; 3],
     };
     assert_eq!(b, want);
 }
@@ -189,6 +191,7 @@ fn window_batch_by_hand() {
         lengths: vec![3, 3, 1],
         target_action: vec![I, I, 4, I, I, 0, 1, I, I],
         target_type: vec![I, I, 0, I, I, 2, 0, I, I],
+        visibility: vec![Visibility::Causal; 3],
     };
     assert_eq!(b, want);
 }
@@ -350,6 +353,7 @@ fn compressed_dense_batch_by_hand() {
             I, I, I, I, I, I, 0, 0,
             I, 0, 0, 2, I, I, I, I,
         ],
+        visibility: vec![Visibility::Causal; 2],
     };
     assert_eq!(b, want);
     // A pass supervises each of the 10 transitions once.
@@ -379,6 +383,7 @@ fn window_dense_batch_by_hand() {
         lengths: vec![2, 3],
         target_action: vec![3, 4, I, 1, 4, 0],
         target_type: vec![0, 0, I, 0, 0, 2],
+        visibility: vec![Visibility::Causal; 2],
     };
     assert_eq!(b, want);
     let labels: usize = sequential_batches(&ds, 3).map(|b| b.n_labels()).sum();

@@ -208,15 +208,12 @@ impl<'a> Rollout<'a> {
         let rows: Vec<RowTokens> = (0..n)
             .map(|i| {
                 let context = self.contexts[i].tokens();
-                let unchanged = match changes[i] {
-                    Change::Shifted => 0,
-                    // The previous query (if any) is replaced, so it is not counted.
-                    Change::Appended(k) => context.len() - k,
-                };
                 RowTokens {
                     context,
                     last: queries[i].as_ref(),
-                    unchanged,
+                    // The previous query (if any) is replaced, so it is never counted.
+                    unchanged: changes[i].unchanged(context.len()),
+                    visibility: self.contexts[i].visibility(),
                 }
             })
             .collect();

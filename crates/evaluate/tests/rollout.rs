@@ -4,7 +4,7 @@
 use burn::module::Module;
 use ccad_core::backend::{Engine, device};
 use ccad_core::config::{Boundary, Config, ModelConfig};
-use ccad_core::context::{CompressedQuery, WindowQuery};
+use ccad_core::context::{CompressedQuery, Visibility, WindowQuery};
 use ccad_core::env::{DarkRoom, Environment};
 use ccad_core::tokens::transition_feature_dim;
 use evaluate::run::{EvalOptions, evaluate_run};
@@ -400,6 +400,7 @@ fn native_logits_match_the_burn_model() {
             context,
             last: None,
             unchanged,
+            visibility: &Visibility::Causal,
         }
     }
     let mut native = NativeDecoder::new(&model, 2).unwrap();

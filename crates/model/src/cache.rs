@@ -5,11 +5,13 @@
 //! token writes slot `len(r)` of every row at once and attends over slots `0..=len(r)`, so
 //! one step costs O(capacity) per row, not a re-run of the context. A row whose context
 //! changes other than at its end (a region dropped: every position shifts) is rebuilt from
-//! its token list; slots past a row's length are stale but never visible.
+//! its token list; slots past a row's length are stale but never visible. Each row has a
+//! [`Visibility`] (causal unless set) that rebuilds and appends attend under.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use ccad_core::context::Visibility;
 
-use crate::model::{MASKED, TokenTensors, causal_bias};
+use crate::model::{MASKED, TokenTensors, attention_bias};
 use crate::{AdModel, Token, batch_from_tokens};
 
 /// Logits at one position per row: `action [n, n_actions]`, `token_type [n, 3]`.
@@ -35,6 +37,7 @@ pub struct KvCache {
     device: Device,
     capacity: usize,
     lengths: Vec<usize>,
+    visibility: Vec<Visibility>,
     /// Per layer, `[rows, heads, capacity, head_dim]`.
     keys: Vec<Tensor<4>>,
     values: Vec<Tensor<4>>,
@@ -54,6 +57,7 @@ impl KvCache {
             device: device.clone(),
             capacity: c.max_len,
             lengths: vec![0; rows],
+            visibility: vec![Visibility::Causal; rows],
             keys: zeros(),
             values: zeros(),
         }
@@ -86,6 +90,15 @@ impl KvCache {
             self.lengths[row]
         );
         self.lengths[row] = len;
+    }
+
+    /// The attention pattern of a row's tokens for the next rebuilds and appends. Entries
+    /// already cached keep what they were computed with: change a pattern for tokens the
+    /// cache holds only together with a rebuild or a truncation below them.
+    pub fn set_visibility(&mut self, row: usize, visibility: &Visibility) {
+        if self.visibility[row] != *visibility {
+            self.visibility[row] = visibility.clone();
+        }
     }
 
     /// Empty every row.
@@ -145,7 +158,9 @@ impl KvCache {
         let tokens = TokenTensors::new(&batch, c, &self.device);
         let x = model.embed(&tokens, model.positions_from_zero(l));
         let mut fresh = Vec::with_capacity(c.n_layers);
-        let h = model.encode(x, causal_bias(l, &self.device), |_, k, v| {
+        let visibility: Vec<&Visibility> = rows.iter().map(|&r| &self.visibility[r]).collect();
+        let bias = attention_bias(&visibility, l, &self.device);
+        let h = model.encode(x, bias, |_, k, v| {
             fresh.push((k.clone(), v.clone()));
             (k, v)
         });
@@ -234,15 +249,26 @@ impl KvCache {
         let x = model.embed(&tokens_t, model.positions_at(&positions, &self.device));
 
         // Slot mask [rows, 1, capacity, 1] (nothing for a full idle row) and the visibility
-        // bias [rows, 1, 1, span]: slots 0..=slot of each row.
+        // bias [rows, 1, 1, span]: the slots 0..=slot of each row its pattern allows.
         let span = (slots.iter().max().copied().unwrap_or(0) + 1).min(self.capacity);
         let mut write = vec![0.0f32; rows * self.capacity];
         let mut bias = vec![MASKED; rows * span];
+        let mut seen = vec![false; span];
         for (r, &s) in slots.iter().enumerate() {
             if s < self.capacity {
                 write[r * self.capacity + s] = 1.0;
             }
-            bias[r * span..r * span + (s + 1).min(span)].fill(0.0);
+            let row = &mut bias[r * span..r * span + (s + 1).min(span)];
+            if self.visibility[r].is_causal() {
+                row.fill(0.0);
+            } else {
+                self.visibility[r].key_mask(s, &mut seen[..row.len()]);
+                for (o, &v) in row.iter_mut().zip(&seen) {
+                    if v {
+                        *o = 0.0;
+                    }
+                }
+            }
         }
         let write = Tensor::<4>::from_data(
             TensorData::new(write, [rows, 1, self.capacity, 1]),

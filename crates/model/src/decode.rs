@@ -1,15 +1,16 @@
 //! [`Decoder`]: the one interface evaluation reads logits through, whatever runs the model.
 //!
-//! Each call gets, per row, the row's whole current token list and how many of its leading
-//! tokens are unchanged since the previous call (0: the row is new or its positions moved,
-//! so it is rebuilt), and writes the logits at every row's last token. Three implementations:
+//! Each call gets, per row, the row's whole current token list, its [`Visibility`], and how
+//! many of its leading tokens are unchanged since the previous call (0: the row is new or its
+//! positions moved, so it is rebuilt), and writes the logits at every row's last token. Three implementations:
 //!
 //! - [`BurnCacheDecoder`]: burn's [`KvCache`] on the model's device;
 //! - [`crate::native::NativeDecoder`]: the native layers' key/value cache on the CPU;
-//! - [`FullRerun`]: one full causal pass over every row's tokens (the reference's way; it
+//! - [`FullRerun`]: one full pass over every row's tokens (the reference's way; it
 //!   ignores `unchanged`, and checks the other two).
 
 use burn::tensor::Device;
+use ccad_core::context::Visibility;
 use ccad_core::tokens::token_type;
 
 use crate::{AdModel, KvCache, Token, batch_from_tokens};
@@ -24,6 +25,9 @@ pub struct RowTokens<'a> {
     pub last: Option<&'a Token>,
     /// Leading tokens unchanged since the previous call; 0 rebuilds the row.
     pub unchanged: usize,
+    /// Which earlier tokens each token sees (the last token included). The unchanged tokens
+    /// must have the same pattern as when they were decoded.
+    pub visibility: &'a Visibility,
 }
 
 impl<'a> RowTokens<'a> {
@@ -90,6 +94,9 @@ impl Decoder for BurnCacheDecoder<'_> {
     fn decode(&mut self, rows: &[RowTokens], action: &mut [f32], token_type: &mut [f32]) -> usize {
         let (model, cache) = (self.model, &mut self.cache);
         let (a, t) = (model.config().n_actions, token_type::COUNT);
+        for (i, r) in rows.iter().enumerate() {
+            cache.set_visibility(i, r.visibility);
+        }
         let mut write = |i: usize, la: &[f32], lt: &[f32], k: usize| {
             action[i * a..(i + 1) * a].copy_from_slice(&la[k * a..(k + 1) * a]);
             token_type[i * t..(i + 1) * t].copy_from_slice(&lt[k * t..(k + 1) * t]);
@@ -162,7 +169,8 @@ impl Decoder for FullRerun<'_> {
     fn decode(&mut self, rows: &[RowTokens], action: &mut [f32], token_type: &mut [f32]) -> usize {
         let c = self.model.config();
         let contexts: Vec<Vec<Token>> = rows.iter().map(RowTokens::to_vec).collect();
-        let batch = batch_from_tokens(&contexts, c.feat_dim);
+        let mut batch = batch_from_tokens(&contexts, c.feat_dim);
+        batch.visibility = rows.iter().map(|r| r.visibility.clone()).collect();
         let logits = self.model.forward(&batch, &self.device);
         let read =
             |t: burn::tensor::Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 logits");
@@ -179,4 +187,4 @@ impl Decoder for FullRerun<'_> {
 
 #[cfg(test)]
 #[path = "decode_tests.rs"]
-mod tests;
+pub(crate) mod tests;

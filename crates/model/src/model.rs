@@ -14,6 +14,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{gelu, log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use ccad_core::context::Visibility;
 use ccad_core::tokens::{TokenBatch, token_kind, token_type, type_of_kind};
 
 use crate::AdModelConfig;
@@ -261,6 +262,32 @@ pub(crate) fn causal_bias(len: usize, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(bias, [1, 1, len, len]), device)
 }
 
+/// The attention bias of sequences padded to `len`: [`causal_bias`] when every one is
+/// causal, else `[B, 1, L, L]` with each sequence's [`Visibility`] (0 where it allows,
+/// [`MASKED`] elsewhere). Positions past a visibility's pattern follow its last block.
+pub(crate) fn attention_bias(visibility: &[&Visibility], len: usize, device: &Device) -> Tensor<4> {
+    if visibility.iter().all(|v| v.is_causal()) {
+        return causal_bias(len, device);
+    }
+    let mut bias = vec![MASKED; visibility.len() * len * len];
+    let mut seen = vec![false; len];
+    for (b, v) in visibility.iter().enumerate() {
+        for i in 0..len {
+            v.key_mask(i, &mut seen);
+            let row = &mut bias[(b * len + i) * len..][..len];
+            for (o, &s) in row.iter_mut().zip(&seen) {
+                if s {
+                    *o = 0.0;
+                }
+            }
+        }
+    }
+    Tensor::from_data(
+        TensorData::new(bias, [visibility.len(), 1, len, len]),
+        device,
+    )
+}
+
 impl AdModel {
     pub(crate) fn new(c: &AdModelConfig, device: &Device) -> Self {
         let embed = |n: usize| {
@@ -348,11 +375,17 @@ impl AdModel {
         Loss { total, parts }
     }
 
-    /// Final-norm hidden states `[B, L, d_model]` of a full causal pass.
+    /// Final-norm hidden states `[B, L, d_model]` of a full pass under each sequence's
+    /// visibility.
     fn hidden(&self, batch: &TokenBatch, device: &Device) -> Tensor<3> {
         let tokens = TokenTensors::new(batch, &self.config, device);
         let x = self.embed(&tokens, self.positions_from_zero(batch.seq_len));
-        self.encode(x, causal_bias(batch.seq_len, device), |_, k, v| (k, v))
+        let visibility: Vec<&Visibility> = batch.visibility.iter().collect();
+        self.encode(
+            x,
+            attention_bias(&visibility, batch.seq_len, device),
+            |_, k, v| (k, v),
+        )
     }
 
     /// Position embeddings `0..len` as `[1, len, d_model]`.

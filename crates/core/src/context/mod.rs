@@ -74,6 +74,12 @@ pub trait ContextLayout: Send + Sync + std::fmt::Debug {
     fn sample_len(&self, view: &dyn HistoryView, sample: usize) -> usize;
     /// Write `sample`'s tokens and labels; pushes exactly `sample_len(view, sample)` tokens.
     fn write_sample(&self, view: &dyn HistoryView, sample: usize, out: &mut dyn SequenceSink);
+    /// Mean supervised action labels per sample over one pass. A pass supervises every
+    /// transition exactly once (held by the property test for every layout), so this is
+    /// transitions / samples: what an equal label budget divides by.
+    fn labels_per_sample(&self, view: &dyn HistoryView) -> f64 {
+        view.n_transitions() as f64 / self.n_samples(view).max(1) as f64
+    }
 
     // ---- evaluation side ----
 

@@ -135,14 +135,20 @@ impl HistoryView for Synthetic {
 
 /// A key/value cache as the events describe it: must track the context token for token.
 fn apply(cache: &mut Vec<Token>, event: CacheEvent, ctx: &RollingContext) {
-    match event {
-        CacheEvent::Appended(k) => {
-            let new = &ctx.tokens()[ctx.len() - k..];
-            cache.extend_from_slice(new);
-        }
-        CacheEvent::Shifted => *cache = ctx.tokens().to_vec(),
-    }
+    let keep = event.unchanged(ctx.len());
+    assert!(
+        keep <= cache.len(),
+        "event keeps more tokens than the cache holds"
+    );
+    cache.truncate(keep);
+    cache.extend_from_slice(&ctx.tokens()[keep..]);
     assert_eq!(cache.as_slice(), ctx.tokens(), "cache events lost a token");
+}
+
+/// Whether two attention patterns agree on a sequence of `len` tokens.
+fn same_pattern(a: &Visibility, b: &Visibility, len: usize) -> bool {
+    (a.is_causal() && b.is_causal())
+        || (0..len).all(|i| (0..=i).all(|j| a.allows(i, j) == b.allows(i, j)))
 }
 
 /// Query layouts: before acting at step `t`, context + query = the sample of transition `g`.
@@ -155,6 +161,11 @@ fn check_query(layout: Layout, view: &Synthetic) -> Result<(), TestCaseError> {
             let input = ctx.with_query(q.as_ref());
             let train = TokenSequence::of_sample(&*layout, view, g);
             prop_assert_eq!(&input, &train.tokens, "transition {}", g);
+            prop_assert!(same_pattern(
+                ctx.visibility(),
+                &train.visibility,
+                input.len()
+            ));
             prop_assert_eq!(layout.sample_len(view, g), input.len());
             prop_assert!(input.len() <= layout.max_len());
             let last = input.len() - 1;
@@ -200,6 +211,7 @@ fn check_dense(
             prop_assert!(ctx.len() <= layout.max_len());
             if chunk.is_none_or(|n| t < n || t % n == n - 1) {
                 prop_assert_eq!(ctx.len(), prefix, "transition {}", g);
+                prop_assert!(same_pattern(ctx.visibility(), &train.visibility, prefix));
             }
             prop_assert_eq!(train.target_action[prefix - 1], view.actions[g] as i32);
             let end = view.markers[g] == marker::END;
@@ -219,6 +231,51 @@ fn check_dense(
         layout.n_samples(view)
     );
     Ok(())
+}
+
+/// A pass over every sample supervises as many labels as there are transitions, so
+/// `labels_per_sample` (transitions / samples) is the mean of the labels the samples carry.
+fn check_labels(mut layout: Box<dyn ContextLayout>, view: &Synthetic) -> Result<(), TestCaseError> {
+    layout.prepare(view);
+    let n = layout.n_samples(view);
+    let total: usize = (0..n)
+        .map(|sample| {
+            let seq = TokenSequence::of_sample(&*layout, view, sample);
+            seq.target_action.iter().filter(|&&a| a >= 0).count()
+        })
+        .sum();
+    prop_assert_eq!(total, view.n_transitions());
+    prop_assert!((layout.labels_per_sample(view) - total as f64 / n as f64).abs() < 1e-12);
+    Ok(())
+}
+
+/// Every layout of interval `i`, window `n`.
+fn all_layouts(i: usize, n: usize) -> Vec<Box<dyn ContextLayout>> {
+    vec![
+        Box::new(CompressedQuery::new(i, Boundary::Fixed)),
+        Box::new(WindowQuery::new(n)),
+        Box::new(CompressedDense::new(i, Boundary::Fixed)),
+        Box::new(WindowDense::new(n)),
+    ]
+}
+
+#[test]
+fn labels_per_sample_by_hand() {
+    // Two histories of 10 and 6 transitions, interval 4, window 3. Query layouts: one sample
+    // and one label per transition → 1. Compressed dense: one sample per region, regions of
+    // 4 + 4 + 2 and 4 + 2 → 16 labels / 5 samples = 3.2. Window dense: chunks of 3 →
+    // ⌈10/3⌉ + ⌈6/3⌉ = 4 + 2 = 6 samples → 16 / 6.
+    let view = Synthetic::new(4, &[10, 6], 1);
+    let want = [1.0, 1.0, 3.2, 16.0 / 6.0];
+    for (mut layout, want) in all_layouts(4, 3).into_iter().zip(want) {
+        layout.prepare(&view);
+        let got = layout.labels_per_sample(&view);
+        assert!(
+            (got - want).abs() < 1e-12,
+            "{}: {got} vs {want}",
+            layout.name()
+        );
+    }
 }
 
 fn arb_case() -> impl Strategy<Value = (usize, usize, Vec<usize>, u64)> {
@@ -249,6 +306,14 @@ proptest! {
     fn compressed_dense_evaluation_equals_training((i, _, lens, seed) in arb_case()) {
         let view = Synthetic::new(i, &lens, seed);
         check_dense(Layout::new(CompressedDense::new(i, Boundary::Fixed)), &view, None)?;
+    }
+
+    #[test]
+    fn every_layout_supervises_each_transition_once((i, n, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        for layout in all_layouts(i, n) {
+            check_labels(layout, &view)?;
+        }
     }
 
     #[test]

@@ -7,22 +7,38 @@ use super::{Layout, Visibility};
 
 /// What a step did to a context's token list, i.e. what a key/value cache of it must do.
 ///
-/// Implemented today: [`CacheEvent::Appended`] and [`CacheEvent::Shifted`]. Planned for the
-/// compressed-memory layouts (not implemented; no layout produces them yet):
-/// - rebuild from position `p`: tokens before `p` kept, the rest recomputed (today's
-///   `Shifted` is the case `p = 0`);
-/// - drop a region: a span of tokens removed, with the cache entries after it re-based;
-/// - re-encode a region: a span's entries recomputed under a new visibility;
-/// - append memory tokens: `n` memory tokens summarising a dropped region;
-/// - merge memory into slots: memory tokens folded into a fixed number of key/value slots.
+/// Every change a layout makes is one of three kinds, which is all a cache needs to know
+/// (the [`Visibility`] of the new entries travels with the context):
+/// - tokens appended at the end: a transition, `</c> <c>`, or memory tokens summarising a
+///   dropped region (memory is ordinary context entries with their own visibility, so the
+///   "extra key/value slots" a memory needs are cache rows like any other);
+/// - the list rewritten from position `p` on: a region dropped (the entries after it
+///   re-based), a region re-encoded under a new visibility, memory merged into fewer slots —
+///   the cache keeps its first `p` entries and recomputes the rest;
+/// - `p = 0`: every position moved (today's front drop), the row is rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheEvent {
-    /// `n` tokens were appended at the end; earlier tokens kept their positions, so a
-    /// key/value cache of the context only needs these `n` appended.
+    /// `n` tokens were appended at the end; earlier tokens kept their positions and their
+    /// visibility, so a key/value cache of the context only needs these `n` appended.
     Appended(usize),
+    /// Tokens from position `from` (≥ 1) on were replaced or re-based; the first `from` are
+    /// unchanged, so a cache keeps them and recomputes the rest.
+    Rewritten { from: usize },
     /// Tokens were dropped at the front (a region or the oldest window transition): every
     /// position moved, so a cache of this context must be rebuilt from position 0.
     Shifted,
+}
+
+impl CacheEvent {
+    /// Leading tokens of a context of `len` tokens (after the event) that a cache of it
+    /// still holds correctly; 0 means rebuild.
+    pub fn unchanged(self, len: usize) -> usize {
+        match self {
+            CacheEvent::Appended(n) => len - n,
+            CacheEvent::Rewritten { from } => from.min(len),
+            CacheEvent::Shifted => 0,
+        }
+    }
 }
 
 /// The token list of a rolling context and the bookkeeping its layout keeps.
@@ -36,6 +52,8 @@ pub struct RollingState {
     pub current_open: usize,
     /// Regions closed so far.
     pub closed: usize,
+    /// Which earlier tokens each token sees (the query included, as the last block's).
+    pub visibility: Visibility,
 }
 
 impl RollingState {
@@ -76,7 +94,6 @@ impl RollingState {
 pub struct RollingContext {
     layout: Layout,
     state: RollingState,
-    visibility: Visibility,
 }
 
 impl RollingContext {
@@ -84,11 +101,7 @@ impl RollingContext {
     pub fn new(layout: Layout) -> Self {
         let mut state = RollingState::default();
         layout.start(&mut state);
-        Self {
-            layout,
-            state,
-            visibility: Visibility::Causal,
-        }
+        Self { layout, state }
     }
 
     pub fn layout(&self) -> &Layout {
@@ -102,7 +115,7 @@ impl RollingContext {
 
     /// Which earlier tokens each token sees (causal in every layout today).
     pub fn visibility(&self) -> &Visibility {
-        &self.visibility
+        &self.state.visibility
     }
 
     pub fn len(&self) -> usize {

@@ -187,6 +187,9 @@ pub struct TokenBatch {
     pub target_action: Vec<i32>,
     /// `[batch, seq_len]`: label of the next token's type at supervised positions, else [`IGNORE`].
     pub target_type: Vec<i32>,
+    /// `[batch]`: each sequence's attention pattern (padding is never seen: it comes after
+    /// every real token).
+    pub visibility: Vec<super::Visibility>,
 }
 
 impl TokenBatch {
@@ -202,7 +205,13 @@ impl TokenBatch {
             lengths: vec![0; batch],
             target_action: vec![IGNORE; batch * seq_len],
             target_type: vec![IGNORE; batch * seq_len],
+            visibility: vec![super::Visibility::Causal; batch],
         }
+    }
+
+    /// Whether every sequence is causal (the model's unmasked fast path).
+    pub fn is_causal(&self) -> bool {
+        self.visibility.iter().all(super::Visibility::is_causal)
     }
 
     /// Number of supervised (action-labelled) positions.

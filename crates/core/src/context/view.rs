@@ -70,6 +70,9 @@ pub trait SequenceSink {
     fn query(&mut self, g: usize) -> usize;
     /// Supervise position `pos` with an action and a next-token-type label.
     fn label(&mut self, pos: usize, action: i32, next_type: i32);
+    /// The sequence's attention pattern, for layouts that are not causal (sequences start
+    /// causal).
+    fn visibility(&mut self, visibility: Visibility);
 }
 
 /// A sample written out as [`Token`]s with its labels and visibility: what evaluation's
@@ -150,5 +153,9 @@ impl SequenceSink for TokenSequenceWriter<'_> {
     fn label(&mut self, pos: usize, action: i32, next_type: i32) {
         self.seq.target_action[pos] = action;
         self.seq.target_type[pos] = next_type;
+    }
+
+    fn visibility(&mut self, visibility: Visibility) {
+        self.seq.visibility = visibility;
     }
 }

@@ -1,9 +1,9 @@
 //! [`Visibility`]: which earlier tokens each token of a sequence may attend to.
 //!
-//! Every layout today is causal. The compressed-memory layouts will need a block structure
-//! (e.g. memory tokens that see only their region, later tokens that see the memory but not
-//! the dropped region); it is representable here so sequences can carry it. The model, its
-//! caches and the batch writer implement only [`Visibility::Causal`] so far.
+//! Every layout today is causal. The compressed-memory layouts need a block structure
+//! (memory tokens that see only their region, later tokens that see the memory but not the
+//! dropped region). The model's full pass and training step (burn and native), both key/value
+//! caches and the full re-run all apply it; a causal sequence takes their unmasked fast paths.
 
 /// Attention pattern of a sequence.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -12,9 +12,11 @@ pub enum Visibility {
     #[default]
     Causal,
     /// Token `i` sees token `j ≤ i` iff both are in the same block, or `sees[block[i]]`
-    /// lists `block[j]` (causal inside and across visible blocks).
+    /// lists `block[j]` (causal inside and across visible blocks). Tokens past the end of
+    /// `block` belong to its last block, so a query or a token appended after the pattern
+    /// was set sees what that block sees.
     Blocks {
-        /// Per token: its block number.
+        /// Per token: its block number (non-decreasing is not required).
         block: Vec<u32>,
         /// Per block: the other blocks its tokens see.
         sees: Vec<Vec<u32>>,
@@ -30,16 +32,56 @@ impl Visibility {
         match self {
             Visibility::Causal => true,
             Visibility::Blocks { block, sees } => {
-                let (bi, bj) = (block[i], block[j]);
+                let (bi, bj) = (Self::block_at(block, i), Self::block_at(block, j));
                 bi == bj || sees[bi as usize].contains(&bj)
             }
         }
+    }
+
+    pub fn is_causal(&self) -> bool {
+        matches!(self, Visibility::Causal)
+    }
+
+    /// `out[j]` = whether token `i` sees token `j`, for `j < out.len()`.
+    pub fn key_mask(&self, i: usize, out: &mut [bool]) {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = self.allows(i, j);
+        }
+    }
+
+    /// Check the pattern against a sequence of `len` tokens: every block number has its
+    /// `sees` entry and every listed block exists.
+    pub fn validate(&self, len: usize) -> Result<(), String> {
+        let Visibility::Blocks { block, sees } = self else {
+            return Ok(());
+        };
+        if block.is_empty() && len > 0 {
+            return Err(format!("visibility: no block for {len} tokens"));
+        }
+        let n = sees.len() as u32;
+        if let Some(b) = block.iter().chain(sees.iter().flatten()).find(|&&b| b >= n) {
+            return Err(format!("visibility: block {b} named, only {n} blocks"));
+        }
+        Ok(())
+    }
+
+    fn block_at(block: &[u32], i: usize) -> u32 {
+        block.get(i).or(block.last()).copied().unwrap_or(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tokens 0..3 a region (block 0), 3..5 its memory (block 1, sees block 0), 5..7 later
+    /// tokens (block 2, see the memory but not the region).
+    fn memory_pattern() -> Visibility {
+        Visibility::Blocks {
+            block: vec![0, 0, 0, 1, 1, 2, 2],
+            sees: vec![vec![], vec![0], vec![1]],
+        }
+    }
 
     #[test]
     fn causal_sees_the_past_only() {
@@ -50,15 +92,41 @@ mod tests {
 
     #[test]
     fn blocks_hide_what_is_not_listed() {
-        // Tokens 0..3 a region (block 0), 3..5 its memory (block 1, sees block 0), 5..7 later
-        // tokens (block 2, see the memory but not the region).
-        let v = Visibility::Blocks {
-            block: vec![0, 0, 0, 1, 1, 2, 2],
-            sees: vec![vec![], vec![0], vec![1]],
-        };
+        let v = memory_pattern();
         assert!(v.allows(2, 0) && !v.allows(0, 2));
         assert!(v.allows(4, 1) && v.allows(4, 3));
         assert!(v.allows(6, 4) && v.allows(6, 5));
         assert!(!v.allows(6, 2) && !v.allows(5, 0));
+    }
+
+    #[test]
+    fn tokens_past_the_pattern_join_its_last_block() {
+        let v = memory_pattern();
+        let mut mask = [false; 9];
+        v.key_mask(8, &mut mask);
+        // Token 8 is in block 2: it sees the memory (3, 4), block 2 (5..=8), not the region.
+        assert_eq!(
+            mask,
+            [false, false, false, true, true, true, true, true, true]
+        );
+        v.key_mask(1, &mut mask);
+        assert_eq!(
+            mask,
+            [true, true, false, false, false, false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn validate_names_a_missing_block() {
+        assert!(memory_pattern().validate(7).is_ok());
+        let bad = Visibility::Blocks {
+            block: vec![0, 1],
+            sees: vec![vec![]],
+        };
+        assert_eq!(
+            bad.validate(2).unwrap_err(),
+            "visibility: block 1 named, only 1 blocks"
+        );
+        assert!(Visibility::Causal.validate(5).is_ok());
     }
 }

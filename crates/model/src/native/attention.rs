@@ -1,8 +1,9 @@
-//! Causal multi-head attention, forward and backward side by side (per sequence, and over
+//! Multi-head attention (causal, or under a sequence's [`Visibility`]), forward and backward side by side (per sequence, and over
 //! every sequence of a packed batch in parallel), and the decoder's one-token form over a
 //! key/value cache. Inputs are the fused projection rows `[T, 3d]` (query | key | value,
 //! heads side by side within each), as `AdModel`'s `attn.qkv` gives.
 
+use ccad_core::context::Visibility;
 use ccad_core::kernels::buffers::split_lengths;
 use ccad_core::kernels::dropout::Site;
 use ccad_core::kernels::matmul::{View, axpy, mm_view};
@@ -12,6 +13,7 @@ use ccad_core::wide_fn;
 use rayon::prelude::*;
 
 use super::batch::Packed;
+use crate::model::MASKED;
 
 /// Sizes shared by the forward and backward passes.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +67,7 @@ pub(crate) fn forward_packed(
             let (row0, len) = p.seqs[k];
             let rows = &qkv[row0 * 3 * d..(row0 + len) * 3 * d];
             let dr = site.map(|site| (site, p.probs_at[k] as u64));
-            forward(s, rows, ctx, probs, dr);
+            forward(s, rows, ctx, probs, (&p.visibility[k], dr));
         });
 }
 
@@ -105,12 +107,14 @@ pub(crate) fn backward_packed(
 wide_fn! {
     /// One token's attention over a cache: `out [d]` = per head `softmax(q kᵀ/√dh) v` with
     /// `q [d]` (this token's query) over the `T` cached rows of `keys` and `values` (`[T, d]`,
-    /// this token's own included). `scores`: scratch of at least `T`.
+    /// this token's own included). `seen`: which rows it may attend to (`None`: all).
+    /// `scores`: scratch of at least `T`.
     pub(crate) fn decode(
         s: Shape,
         q: &[f32],
         keys: &[f32],
         values: &[f32],
+        seen: Option<&[bool]>,
         scores: &mut [f32],
         out: &mut [f32],
     ) {
@@ -123,6 +127,9 @@ wide_fn! {
             for (j, score) in scores.iter_mut().enumerate() {
                 *score = dot8(q, &keys[j * d + h * dh..][..dh]) * scale;
             }
+            if let Some(seen) = seen {
+                mask_scores(scores, seen);
+            }
             softmax_in_place(scores);
             let out = &mut out[head];
             out.fill(0.0);
@@ -133,8 +140,9 @@ wide_fn! {
     }
 }
 
-/// `ctx [T, d]` = per head `dropout(softmax(q kᵀ/√dh + causal)) v`; `p` receives the
-/// softmax before dropout (zeros above the diagonal). `drop` with the index of this
+/// `ctx [T, d]` = per head `dropout(softmax(q kᵀ/√dh + mask)) v`, the mask from
+/// `visibility`; `p` receives the softmax before dropout (zeros above the diagonal and at
+/// hidden keys, so the backward pass needs no mask). `drop` with the index of this
 /// sequence's first probability. The products run through `gemm` on full `T×T` squares: twice
 /// the arithmetic of the causal half, at many times the speed of a scalar loop over it.
 pub(crate) fn forward(
@@ -142,7 +150,7 @@ pub(crate) fn forward(
     qkv: &[f32],
     ctx: &mut [f32],
     p: &mut [f32],
-    drop: Option<(Site, u64)>,
+    (visibility, drop): (&Visibility, Option<(Site, u64)>),
 ) {
     let (d, dh, scale) = (s.d, s.dh(), s.scale());
     let t = qkv.len() / (3 * d);
@@ -163,7 +171,11 @@ pub(crate) fn forward(
             scale,
             false,
         );
-        causal_softmax(probs, t);
+        if visibility.is_causal() {
+            causal_softmax(probs, t);
+        } else {
+            masked_softmax(probs, t, visibility);
+        }
         let weights = dropped_weights(drop, h, probs, &mut dropped, &mut factors, t);
         mm_view(
             (t, t, dh),
@@ -271,6 +283,30 @@ wide_fn! {
             future.fill(0.0);
             softmax_in_place(seen);
         }
+    }
+}
+
+/// Hide the scores of keys a token does not see (exactly 0 after the softmax, as burn's
+/// additive bias gives).
+fn mask_scores(scores: &mut [f32], seen: &[bool]) {
+    for (x, &v) in scores.iter_mut().zip(seen) {
+        if !v {
+            *x = MASKED;
+        }
+    }
+}
+
+/// Row `i` of `probs [T, T]`: softmax over the keys `j ≤ i` that `visibility` lets `i` see,
+/// zeros elsewhere.
+fn masked_softmax(probs: &mut [f32], t: usize, visibility: &Visibility) {
+    let mut seen = vec![false; t];
+    for i in 0..t {
+        let row = &mut probs[i * t..(i + 1) * t];
+        visibility.key_mask(i, &mut seen[..=i]);
+        let (past, future) = row.split_at_mut(i + 1);
+        future.fill(0.0);
+        mask_scores(past, &seen[..=i]);
+        softmax_in_place(past);
     }
 }
 

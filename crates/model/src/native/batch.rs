@@ -1,5 +1,6 @@
 //! A [`TokenBatch`] packed for the native step: real tokens back to back, padding dropped.
 
+use ccad_core::context::Visibility;
 use ccad_core::tokens::{TokenBatch, token_kind};
 
 use super::attention;
@@ -11,6 +12,8 @@ pub(crate) struct Packed {
     pub seqs: Vec<(usize, usize)>,
     /// Offset of each sequence's attention probabilities (one head-major square each).
     pub probs_at: Vec<usize>,
+    /// Each sequence's attention pattern.
+    pub visibility: Vec<Visibility>,
     pub probs_total: usize,
     pub n: usize,
     pub features: Vec<f32>,
@@ -53,10 +56,12 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
         "TokenBatch.target_type length"
     );
     assert_eq!(b.lengths.len(), b.batch, "TokenBatch.lengths length");
+    assert_eq!(b.visibility.len(), b.batch, "TokenBatch.visibility length");
     let n: usize = b.lengths.iter().sum();
     let mut p = Packed {
         seqs: Vec::new(),
         probs_at: Vec::new(),
+        visibility: Vec::new(),
         probs_total: 0,
         n,
         features: Vec::with_capacity(n * f),
@@ -79,6 +84,7 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
         }
         p.seqs.push((p.kinds.len(), len));
         p.probs_at.push(p.probs_total);
+        p.visibility.push(b.visibility[s].clone());
         p.probs_total += attention::probs_len(c.n_heads, len);
         for r in row0..row0 + len {
             let kind = b.kinds[r];

@@ -194,6 +194,9 @@ pub(crate) struct DecodeScratch {
     pub scores: Vec<f32>,
     pub hidden: Vec<f32>,
     pub hidden_act: Vec<f32>,
+    /// Which cached rows the token attends to, when `masked` (else all of `0..=pos`).
+    pub seen: Vec<bool>,
+    pub masked: bool,
 }
 
 impl DecodeScratch {
@@ -206,6 +209,8 @@ impl DecodeScratch {
             scores: vec![0.0; max_len],
             hidden: vec![0.0; d_ff],
             hidden_act: vec![0.0; d_ff],
+            seen: vec![true; max_len],
+            masked: false,
         }
     }
 }
@@ -213,7 +218,7 @@ impl DecodeScratch {
 /// [`forward`] of one token `x [d]` at position `pos` of a row whose earlier keys and values
 /// sit in `keys` / `values` (`[max_len, d]`; this token's are written at `pos`). With
 /// `output` false only the keys and values are computed (the last layer's output of a token
-/// feeds nothing but the heads).
+/// feeds nothing but the heads). The token sees the rows `t.seen` marks when `t.masked`.
 pub(crate) fn decode(
     shape: Shape,
     w: &LayerParts<&[f32]>,
@@ -230,13 +235,14 @@ pub(crate) fn decode(
     if !output {
         return;
     }
-    let seen = (pos + 1) * d;
+    let cached = (pos + 1) * d;
     let q = &t.qkv[..d];
     attention::decode(
         shape,
         q,
-        &keys[..seen],
-        &values[..seen],
+        &keys[..cached],
+        &values[..cached],
+        t.masked.then(|| &t.seen[..=pos]),
         &mut t.scores,
         &mut t.attn,
     );

@@ -15,6 +15,7 @@ use super::weights::Weights;
 use super::{NativeNet, embedding, heads};
 use crate::decode::{Decoder, RowTokens};
 use crate::{AdModel, Token};
+use ccad_core::context::Visibility;
 use ccad_core::tokens::token_type;
 
 /// Fewer tokens than this in one update run on the calling thread: an ordinary step (two
@@ -92,7 +93,7 @@ impl NativeDecoder {
             let new: Vec<&Token> = r.new_tokens().collect();
             row.len = keep;
             for (i, t) in new.iter().enumerate() {
-                row.append((&w, kinds, shape), t, i + 1 == new.len());
+                row.append((&w, kinds, shape), (t, r.visibility), i + 1 == new.len());
             }
         };
         let tokens: usize = rows
@@ -120,12 +121,13 @@ impl NativeDecoder {
 }
 
 impl Row {
-    /// Run one token through the layers at position `len`, storing its keys/values; compute
-    /// the heads only when `with_heads` (the caller reads the last token's logits alone).
+    /// Run one token through the layers at position `len` under the row's `visibility`,
+    /// storing its keys/values; compute the heads only when `with_heads` (the caller reads
+    /// the last token's logits alone).
     fn append(
         &mut self,
         (w, kinds, shape): (&Weights, &[f32], Shape),
-        token: &Token,
+        (token, visibility): (&Token, &Visibility),
         with_heads: bool,
     ) {
         let pos = self.len;
@@ -134,6 +136,10 @@ impl Row {
             pos < max_len,
             "context longer than the model's max_len {max_len}"
         );
+        self.scratch.masked = !visibility.is_causal();
+        if self.scratch.masked {
+            visibility.key_mask(pos, &mut self.scratch.seen[..=pos]);
+        }
         embedding::decode(w, kinds, token, pos, &mut self.x);
         let n_layers = w.layers.len();
         for (l, lw) in w.layers.iter().enumerate() {

@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use ccad_core::backend;
+use ccad_core::context::Visibility;
 use ccad_core::tokens::{IGNORE, TokenBatch, token_kind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -282,4 +283,47 @@ fn every_gradient_matches_burn_at_the_default_shape() {
         let r = slot.offset..slot.offset + slot.len;
         assert_close(&slot.name, &g[r.clone()], &want_g[r], 5e-4);
     }
+}
+
+#[test]
+fn every_gradient_matches_burn_under_block_visibility() {
+    // The default shape over 323 tokens, one sequence with a compressed memory's pattern, one
+    // with isolated blocks, one causal: the native step's masked softmax against burn's
+    // additive bias, gradients included.
+    let cfg = AdModelConfig {
+        max_len: 163,
+        d_model: 64,
+        n_layers: 4,
+        n_heads: 4,
+        d_ff: 256,
+        ..config(0.0)
+    };
+    let (m, device) = model(&cfg, 23);
+    let mut b = batch(29, &[163, 100, 60], 163);
+    b.visibility = vec![
+        crate::decode::tests::memory_visibility(163, 90, 96),
+        Visibility::Blocks {
+            block: (0..100).map(|i| (i / 25) as u32).collect(),
+            sees: vec![vec![], vec![0], vec![], vec![2]],
+        },
+        Visibility::Causal,
+    ];
+    let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
+    let net = NativeNet::from_model(&m).unwrap();
+    let mut g = vec![f32::NAN; net.n_params()];
+    let got = net.loss_and_grads(&b, 0, &mut g);
+    assert!((got.total - want.total).abs() < 1e-5, "{got:?} vs {want:?}");
+    for slot in net.slots() {
+        let r = slot.offset..slot.offset + slot.len;
+        assert_close(&slot.name, &g[r.clone()], &want_g[r], 5e-4);
+    }
+    // The pattern is applied: the causal loss of the same batch differs.
+    b.visibility = vec![Visibility::Causal; 3];
+    let causal = net.loss(&b);
+    assert!(
+        (causal.total - got.total).abs() > 1e-4,
+        "{} vs {}",
+        causal.total,
+        got.total
+    );
 }
