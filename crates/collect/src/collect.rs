@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ccad_core::backend::{self, Stage};
 use ccad_core::config::Config;
-use ccad_core::env::{Environment, make_env, split_tasks};
+use ccad_core::env::{Environment, checked_split, make_env};
 use ccad_core::history::{HistoryMeta, HistoryWriter};
 use ccad_core::tb::{RunLog, check_interrupt};
 use ccad_core::{Error, Result};
@@ -96,7 +96,7 @@ pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
     let dest = opts.out.clone().unwrap_or_else(|| cfg.dataset_path());
     check_output(&dest, opts.force)?;
     let env = make_env(&cfg.env);
-    let (train, test) = split_tasks(&cfg.env, env.n_tasks());
+    let (train, test) = checked_split(&cfg.env, env.as_ref(), env.n_tasks())?;
     let mut tasks: Vec<usize> = train.iter().chain(&test).copied().collect();
     tasks.sort_unstable();
 
@@ -158,7 +158,7 @@ pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
 /// Speed measurement: train the configured learners without recording or writing anything.
 pub fn bench(cfg: &Config, engine: backend::Engine) -> Result<Report> {
     let env = make_env(&cfg.env);
-    let (train, test) = split_tasks(&cfg.env, env.n_tasks());
+    let (train, test) = checked_split(&cfg.env, env.as_ref(), env.n_tasks())?;
     let mut tasks: Vec<usize> = train.iter().chain(&test).copied().collect();
     tasks.sort_unstable();
     let per_rollout = cfg.ppo.n_steps * cfg.ppo.n_streams;

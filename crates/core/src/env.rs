@@ -59,9 +59,24 @@ pub fn make_env(cfg: &EnvConfig) -> Box<dyn Environment> {
     }
 }
 
-/// Tasks in use (`n_tasks` = 0 means all) split into (train, test) by a seeded shuffle.
-/// The train share is `round(train_ratio · n)`: 73 of 81 at 0.9.
-pub fn split_tasks(cfg: &EnvConfig, n_available: usize) -> (Vec<usize>, Vec<usize>) {
+/// `(train, held out)` task indices.
+pub type TaskSplit = (Vec<usize>, Vec<usize>);
+
+/// Train and held-out tasks of a config: the one place that chooses them. Tasks in use are
+/// the first `n_tasks` (0 = all) of `n_available`; then, in this precedence:
+/// 1. `env.test_tasks` — an explicit list of held-out tasks, by their parameters (a goal
+///    `[row, col]`, a permutation); held out in the list's order, every other task trains;
+/// 2. `env.n_train_tasks` / `env.n_test_tasks` — a seeded sample of that many of each;
+/// 3. `env.train_ratio` — the first `round(train_ratio · n)` of a seeded shuffle train, the
+///    rest are held out (73 of 81 at 0.9).
+///
+/// Every way shuffles with `env.split_seed`, so train tasks come in the shuffle's order.
+/// Err: (field, message) for a listed task that is not in use, or counts over the tasks in use.
+pub fn split_tasks(
+    cfg: &EnvConfig,
+    env: &dyn Environment,
+    n_available: usize,
+) -> Result<TaskSplit, (&'static str, String)> {
     let n = if cfg.n_tasks == 0 {
         n_available
     } else {
@@ -70,9 +85,56 @@ pub fn split_tasks(cfg: &EnvConfig, n_available: usize) -> (Vec<usize>, Vec<usiz
     let mut tasks: Vec<usize> = (0..n).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.split_seed);
     tasks.shuffle(&mut rng);
+    if !cfg.test_tasks.is_empty() {
+        let test = cfg
+            .test_tasks
+            .iter()
+            .map(|params| {
+                (0..n)
+                    .find(|&t| env.task_params(t) == *params)
+                    .ok_or_else(|| {
+                        (
+                            "env.test_tasks",
+                            format!(
+                                "{params:?} is not a {} of the {n} tasks in use",
+                                env.task_param_name()
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<usize>, _>>()?;
+        tasks.retain(|t| !test.contains(t));
+        if tasks.is_empty() {
+            return Err(("env.test_tasks", "holds out every task in use".into()));
+        }
+        return Ok((tasks, test));
+    }
+    if cfg.n_train_tasks > 0 {
+        let (a, b) = (cfg.n_train_tasks, cfg.n_test_tasks);
+        if a + b > n {
+            return Err((
+                "env.n_train_tasks",
+                format!("{a} train + {b} held-out tasks, only {n} in use"),
+            ));
+        }
+        let test = tasks[a..a + b].to_vec();
+        tasks.truncate(a);
+        return Ok((tasks, test));
+    }
     let n_train = ((n as f64) * cfg.train_ratio).round() as usize;
     let test = tasks.split_off(n_train.min(n));
-    (tasks, test)
+    Ok((tasks, test))
+}
+
+/// [`split_tasks`] for library callers, whose configs the binaries already checked at load
+/// (`cli::check_split`): a failure is a config error.
+pub fn checked_split(
+    cfg: &EnvConfig,
+    env: &dyn Environment,
+    n_available: usize,
+) -> crate::Result<(Vec<usize>, Vec<usize>)> {
+    split_tasks(cfg, env, n_available)
+        .map_err(|(field, message)| crate::error::ConfigError::new("config", field, message).into())
 }
 
 /// Moves of the 5 base actions: 0 row+1, 1 row-1, 2 col+1, 3 col-1, 4 stay.
@@ -441,24 +503,103 @@ mod tests {
         assert!(out[19].2);
     }
 
+    fn split(cfg: &EnvConfig, n: usize) -> (Vec<usize>, Vec<usize>) {
+        split_tasks(cfg, &DarkRoom::new(9, 20), n).unwrap()
+    }
+
     #[test]
     fn split_sizes_and_determinism() {
         let cfg = EnvConfig::default();
-        let (train, test) = split_tasks(&cfg, 81);
+        let (train, test) = split(&cfg, 81);
         assert_eq!((train.len(), test.len()), (73, 8));
         let mut all: Vec<_> = train.iter().chain(&test).copied().collect();
         all.sort();
         assert_eq!(all, (0..81).collect::<Vec<_>>());
-        assert_eq!(split_tasks(&cfg, 81), (train.clone(), test.clone()));
+        assert_eq!(split(&cfg, 81), (train.clone(), test.clone()));
         let other = EnvConfig {
             split_seed: 1,
             ..cfg.clone()
         };
-        assert_ne!(split_tasks(&other, 81).1, test);
+        assert_ne!(split(&other, 81).1, test);
         let few = EnvConfig { n_tasks: 10, ..cfg };
-        let (tr, te) = split_tasks(&few, 81);
+        let (tr, te) = split(&few, 81);
         assert_eq!((tr.len(), te.len()), (9, 1));
         assert!(tr.iter().chain(&te).all(|&t| t < 10));
+    }
+
+    #[test]
+    fn explicit_list_beats_counts_beats_ratio() {
+        // The reference's held-out goals; on a 9-wide grid goal (r, c) is task 9r + c.
+        let goals = [
+            [4, 2],
+            [5, 6],
+            [6, 8],
+            [7, 2],
+            [3, 6],
+            [0, 5],
+            [5, 8],
+            [5, 4],
+        ];
+        let listed = EnvConfig {
+            test_tasks: goals.iter().map(|g| g.to_vec()).collect(),
+            n_train_tasks: 10,
+            n_test_tasks: 5,
+            ..EnvConfig::default()
+        };
+        let (train, test) = split(&listed, 81);
+        assert_eq!(test, vec![38, 51, 62, 65, 33, 5, 53, 49]);
+        assert_eq!(train.len(), 73);
+        assert!(train.iter().all(|t| !test.contains(t)));
+        // The reference's optimal mean: Σ (21 − manhattan((4,4), goal)) / 8 = 138 / 8.
+        let env = DarkRoom::new(9, 20);
+        let optimal: f32 = test.iter().map(|&t| env.optimal_return(t)).sum::<f32>() / 8.0;
+        assert_eq!(optimal, 17.25);
+
+        let counted = EnvConfig {
+            test_tasks: vec![],
+            ..listed.clone()
+        };
+        let (train, test) = split(&counted, 81);
+        assert_eq!((train.len(), test.len()), (10, 5));
+        // The same seeded shuffle as the ratio split: its first 10 train, the next 5 held out.
+        let (shuffled, rest) = split(&EnvConfig::default(), 81);
+        let order: Vec<usize> = shuffled.iter().chain(&rest).copied().collect();
+        assert_eq!(train, order[..10]);
+        assert_eq!(test, order[10..15]);
+    }
+
+    #[test]
+    fn bad_splits_name_their_field() {
+        let env = DarkRoom::new(9, 20);
+        let missing = EnvConfig {
+            test_tasks: vec![vec![9, 9]],
+            ..EnvConfig::default()
+        };
+        assert_eq!(
+            split_tasks(&missing, &env, 81).unwrap_err(),
+            (
+                "env.test_tasks",
+                "[9, 9] is not a goal of the 81 tasks in use".to_string()
+            )
+        );
+        let all = EnvConfig {
+            n_tasks: 2,
+            test_tasks: vec![vec![0, 0], vec![0, 1]],
+            ..EnvConfig::default()
+        };
+        assert_eq!(split_tasks(&all, &env, 81).unwrap_err().0, "env.test_tasks");
+        let over = EnvConfig {
+            n_train_tasks: 80,
+            n_test_tasks: 2,
+            ..EnvConfig::default()
+        };
+        assert_eq!(
+            split_tasks(&over, &env, 81).unwrap_err(),
+            (
+                "env.n_train_tasks",
+                "80 train + 2 held-out tasks, only 81 in use".to_string()
+            )
+        );
     }
 
     #[test]

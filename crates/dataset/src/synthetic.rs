@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ccad_core::config::Config;
-use ccad_core::env::{Environment, make_env, split_tasks};
+use ccad_core::env::{Environment, checked_split, make_env};
 use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::marker_at;
 use ccad_core::{Result, seed};
@@ -71,7 +71,7 @@ pub fn random_walk(
 pub fn write_synthetic(path: &Path, cfg: &Config, spec: &SyntheticSpec) -> Result<()> {
     let env = make_env(&cfg.env);
     let n_tasks = spec.tasks.min(env.n_tasks());
-    let (train_tasks, test_tasks) = split_tasks(&cfg.env, n_tasks);
+    let (train_tasks, test_tasks) = checked_split(&cfg.env, env.as_ref(), n_tasks)?;
     let meta = HistoryMeta::for_config(cfg, &*env, train_tasks, test_tasks);
     let mut w = HistoryWriter::create(path, &meta)?;
     // Generate a few tasks at a time in parallel; HDF5 writes stay on this thread.

@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use ccad_core::backend::Engine;
 use ccad_core::config::{Boundary, Config, TaskSet};
 use ccad_core::context::Layout;
-use ccad_core::env::{Environment, make_env, split_tasks};
+use ccad_core::env::{Environment, checked_split, make_env};
 use ccad_core::history::{HistoryReader, attrs};
 use ccad_core::tb::RunLog;
 use ccad_core::{Error, Result};
@@ -140,9 +140,9 @@ pub fn task_split(
 ) -> Result<(Vec<usize>, Vec<usize>, Option<String>)> {
     let path = cfg.dataset_path();
     if !path.exists() {
-        let (train, test) = split_tasks(&cfg.env, env.n_tasks());
+        let (train, test) = checked_split(&cfg.env, env, env.n_tasks())?;
         let note = format!(
-            "{} not found: using the config's seeded task split (env.split_seed = {})",
+            "{} not found: using the config's task split (env.split_seed = {})",
             path.display(),
             cfg.env.split_seed
         );

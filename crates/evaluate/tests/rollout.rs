@@ -235,7 +235,8 @@ fn run_folder_outputs_read_back() {
     let out = evaluate_run(&opts, &ccad_core::backend::device()).unwrap();
     assert_eq!(out.out_dir, run_dir.join("eval"));
     // 25 tasks split 0.9 → 23 train / 2 test; 2 test tasks × 3 seeds = 6 envs × 7 episodes.
-    let (_, test) = ccad_core::env::split_tasks(&cfg.env, 25);
+    let (_, test) =
+        ccad_core::env::split_tasks(&cfg.env, &*ccad_core::env::make_env(&cfg.env), 25).unwrap();
     assert_eq!(test.len(), 2);
     let (shape, values) =
         evaluate::npy::read_npy_f32(&out.out_dir.join("eval_result.npy")).unwrap();

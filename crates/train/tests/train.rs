@@ -53,7 +53,7 @@ fn config(overrides: &[&str]) -> Config {
 /// so the query's action is learnable: 9 tasks (3 × 3 goals), 2 streams of 24 steps.
 fn write_history(path: &Path, cfg: &Config) {
     let env = make_env(&cfg.env);
-    let (train_tasks, test_tasks) = split_tasks(&cfg.env, env.n_tasks());
+    let (train_tasks, test_tasks) = split_tasks(&cfg.env, env.as_ref(), env.n_tasks()).unwrap();
     let meta = HistoryMeta::for_config(cfg, &*env, train_tasks, test_tasks);
     let mut w = HistoryWriter::create(path, &meta).unwrap();
     let (t_len, s_len, d) = (24, 2, env.obs_dim());

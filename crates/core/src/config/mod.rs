@@ -77,8 +77,17 @@ pub struct EnvConfig {
     pub n_tasks: usize,
     /// Seed of the train/test task shuffle.
     pub split_seed: u64,
-    /// Fraction of tasks used for training (rounded to the nearest task).
+    /// Fraction of tasks used for training (rounded to the nearest task); used when neither
+    /// `test_tasks` nor the counts are given.
     pub train_ratio: f64,
+    /// Explicit held-out tasks by their parameters (`[row, col]` goals, or permutations);
+    /// empty = not used. Takes precedence over the counts and `train_ratio`.
+    pub test_tasks: Vec<Vec<i32>>,
+    /// Seeded sample of this many train tasks (with `n_test_tasks`); 0 = not used. Takes
+    /// precedence over `train_ratio`.
+    pub n_train_tasks: usize,
+    /// Held-out tasks of the seeded sample (with `n_train_tasks`).
+    pub n_test_tasks: usize,
 }
 
 impl Default for EnvConfig {
@@ -90,6 +99,9 @@ impl Default for EnvConfig {
             n_tasks: 0,
             split_seed: 0,
             train_ratio: 0.9,
+            test_tasks: Vec::new(),
+            n_train_tasks: 0,
+            n_test_tasks: 0,
         }
     }
 }

@@ -125,3 +125,23 @@ fn shipped_configs_load() {
     }
     assert!(n >= 2, "expected darkroom.toml and quick.toml");
 }
+
+#[test]
+fn split_fields_are_checked() {
+    let c = parse("[env]\ntest_tasks = [[4, 2], [5, 6]]\n").unwrap();
+    assert_eq!(c.env.test_tasks, vec![vec![4, 2], vec![5, 6]]);
+    let e = parse("[env]\ntest_tasks = [[4, 2], [4, 2]]\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "configs/x.toml: env.test_tasks: [4, 2] is listed twice");
+    let e = parse("[env]\nn_train_tasks = 10\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "configs/x.toml: env.n_train_tasks: n_train_tasks and n_test_tasks go together"
+        ),
+        "{e}"
+    );
+    assert!(parse("[env]\nn_train_tasks = 10\nn_test_tasks = 2\n").is_ok());
+}

@@ -74,7 +74,22 @@ fn env(e: &EnvConfig) -> Check {
             ),
         ));
     }
-    range("env.train_ratio", e.train_ratio, 0.0, 1.0)
+    range("env.train_ratio", e.train_ratio, 0.0, 1.0)?;
+    if (e.n_train_tasks == 0) != (e.n_test_tasks == 0) {
+        return Err((
+            "env.n_train_tasks",
+            format!(
+                "n_train_tasks and n_test_tasks go together (both > 0, or both 0), got {} and {}",
+                e.n_train_tasks, e.n_test_tasks
+            ),
+        ));
+    }
+    for (i, t) in e.test_tasks.iter().enumerate() {
+        if e.test_tasks[..i].contains(t) {
+            return Err(("env.test_tasks", format!("{t:?} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 fn ppo(p: &PpoConfig) -> Check {
