@@ -223,6 +223,18 @@ impl<'a> Rollout<'a> {
         // Counted from the contexts, not from the decoder: a row whose only cached token was
         // the replaced query starts over inside the decoder without its context shifting.
         self.stats.rows_rebuilt += changes.iter().filter(|c| **c == Change::Shifted).count();
+        for r in &rows {
+            let keys = |p: usize| match r.visibility {
+                v if v.is_causal() => p + 1,
+                v => (0..=p).filter(|&j| v.allows(p, j)).count(),
+            };
+            let last = keys(r.len() - 1);
+            self.stats.reads += 1;
+            self.stats.keys_read += last as u64;
+            self.stats.keys_read_max = self.stats.keys_read_max.max(last);
+            self.stats.tokens_decoded += (r.len() - r.unchanged) as u64;
+            self.stats.keys_decoded += (r.unchanged..r.len()).map(keys).sum::<usize>() as u64;
+        }
         self.decoder
             .decode(&rows, &mut self.action_logits, &mut self.type_logits);
     }

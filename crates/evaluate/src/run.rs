@@ -23,7 +23,7 @@ use model::{AdModel, AdModelConfig};
 
 use crate::npy::write_npy;
 use crate::rollout::{Inference, RolloutResult, RolloutSpec, check_model, rollout};
-use crate::summary::{EvalInfo, Summary};
+use crate::summary::{EvalCost, EvalInfo, Summary};
 
 /// What to evaluate and how; `None` keeps the run config's value.
 #[derive(Debug, Clone, Default)]
@@ -276,7 +276,8 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         backend: ccad_core::backend::backend_name().to_string(),
         engine: engine.as_str().to_string(),
     };
-    let summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info);
+    let mut summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info);
+    summary.cost = EvalCost::new(&result.stats, model.config());
     let out_dir = opts.out_dir.clone().unwrap_or_else(|| run.eval_dir());
     write_outputs(&out_dir, &result, &summary)?;
     Ok(EvalOutcome {

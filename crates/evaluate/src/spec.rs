@@ -121,6 +121,15 @@ pub struct RolloutStats {
     pub rows_rebuilt: usize,
     /// Regions closed, all environments together.
     pub regions_closed: usize,
+    /// Logit reads (one per environment per step): each is where an action is taken.
+    pub reads: u64,
+    /// Keys the read tokens attended to, summed over reads, and the most in one read.
+    pub keys_read: u64,
+    pub keys_read_max: usize,
+    /// Tokens a key/value cache had to compute (new or rebuilt), and the keys they attended
+    /// to in all: what [`model::AdModelConfig::decode_flops`] counts.
+    pub tokens_decoded: u64,
+    pub keys_decoded: u64,
 }
 
 /// Returns and actions of a finished rollout. Environment `i` ran `tasks[i]` with `seeds[i]`.

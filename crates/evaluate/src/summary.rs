@@ -88,6 +88,35 @@ pub struct Summary {
     pub last10_normalized: f64,
     pub tasks: Vec<TaskSummary>,
     pub envs: Vec<EnvSummary>,
+    /// What acting cost (absent in older files).
+    #[serde(default)]
+    pub cost: EvalCost,
+}
+
+/// The model's work per action during the rollout, counted from the contexts and the model's
+/// dimensions (the same for every engine: what a key/value cache computes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct EvalCost {
+    /// Context tokens (query included) the action's token attended to: mean and most.
+    pub tokens_attended_mean: f64,
+    pub tokens_attended_max: usize,
+    /// [`model::AdModelConfig::decode_flops`] of the rollout over its actions.
+    pub flops_per_action: f64,
+}
+
+impl EvalCost {
+    pub fn new(stats: &crate::RolloutStats, model: &model::AdModelConfig) -> Self {
+        let reads = stats.reads.max(1) as f64;
+        Self {
+            tokens_attended_mean: stats.keys_read as f64 / reads,
+            tokens_attended_max: stats.keys_read_max,
+            flops_per_action: model.decode_flops(
+                stats.tokens_decoded,
+                stats.keys_decoded,
+                stats.reads,
+            ) / reads,
+        }
+    }
 }
 
 /// A number, or `null` read back as the NaN it was written from (JSON has no NaN).
@@ -188,6 +217,7 @@ impl Summary {
             normalized_return,
             tasks,
             envs,
+            cost: EvalCost::default(),
         }
     }
 

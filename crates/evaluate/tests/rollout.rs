@@ -149,6 +149,16 @@ fn cached_actions_equal_full_rerun_window() {
     );
     // The window is full from step 8 on: every later step shifts it (30 - 8 = 22 rebuilds).
     assert_eq!(cached.stats.rows_rebuilt, 5 * 22);
+    // The read after step s attends min(s, 8) transitions + the query: Σ_{s≤7} (s + 1) +
+    // 23 · 9 = 35 + 207 = 242 keys per environment, 30 reads each.
+    let s = cached.stats;
+    assert_eq!((s.reads, s.keys_read, s.keys_read_max), (150, 5 * 242, 9));
+    // Steps 1..=8 append the transition and the query (at positions s − 1 and s: 2s + 1
+    // keys, Σ = 80); steps 9..=30 rebuild all 9 tokens (1 + … + 9 = 45 keys each).
+    assert_eq!(
+        (s.tokens_decoded, s.keys_decoded),
+        (5 * (8 * 2 + 22 * 9), 5 * (80 + 22 * 45))
+    );
 }
 
 #[test]
@@ -256,6 +266,22 @@ fn run_folder_outputs_read_back() {
     assert_eq!(json["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(json["mean_return"].as_array().unwrap().len(), 7);
     assert_eq!(json["envs"][0]["param_name"], "goal");
+    // The cost per action, from the rollout's counts and the model's dimensions.
+    let cost = &out.summary.cost;
+    let dims = AdModelConfig::new(
+        &cfg.model,
+        transition_feature_dim(2, 5),
+        25,
+        5,
+        2 * cfg.compress_interval() + 3,
+    );
+    let want = evaluate::summary::EvalCost::new(&out.result.stats, &dims);
+    assert_eq!(*cost, want);
+    assert!(cost.flops_per_action > 0.0 && cost.tokens_attended_mean > 1.0);
+    assert_eq!(
+        json["cost"]["tokens_attended_max"],
+        cost.tokens_attended_max
+    );
 
     let scalars = ccad_core::tb::read_scalars(&out.out_dir).unwrap();
     let curve: Vec<_> = scalars

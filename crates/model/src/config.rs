@@ -64,6 +64,20 @@ impl DataDims {
 }
 
 impl AdModelConfig {
+    /// Floating-point operations (2 per multiply-add) of incremental inference with a
+    /// key/value cache: `tokens` tokens through every layer — fused q/k/v (2·d·3d), output
+    /// projection (2·d·d), MLP (2·2·d·d_ff) — attending to `keys` keys in all (scores and
+    /// weighted sum, 2·2·d per key per layer), and both heads at `reads` positions
+    /// (2·d·(n_actions + 3)). Embeddings, norms, softmax and activations (O(d) per token)
+    /// are left out.
+    pub fn decode_flops(&self, tokens: u64, keys: u64, reads: u64) -> f64 {
+        let (d, l) = (self.d_model as f64, self.n_layers as f64);
+        let per_token = l * (2.0 * d * 3.0 * d + 2.0 * d * d + 4.0 * d * self.d_ff as f64);
+        let per_key = l * 4.0 * d;
+        let heads = 2.0 * d * (self.n_actions + ccad_core::tokens::token_type::COUNT) as f64;
+        tokens as f64 * per_token + keys as f64 * per_key + reads as f64 * heads
+    }
+
     /// The model a run trains: the config's `[model]` section over the data's dimensions.
     /// Training builds its model with it and evaluation checks a checkpoint against it.
     pub fn for_data(model: &ModelConfig, data: DataDims) -> Self {
@@ -186,6 +200,22 @@ mod tests {
 
     fn small() -> AdModelConfig {
         AdModelConfig::new(&ModelConfig::default(), 10, 81, 5, 163)
+    }
+
+    #[test]
+    fn decode_flops_by_hand() {
+        // d 64, 4 layers, ff 256, 5 actions. Per token per layer: 2·64·192 + 2·64·64 +
+        // 4·64·256 = 24 576 + 8 192 + 65 536 = 98 304, × 4 layers = 393 216. Per key: 4·64 × 4
+        // = 1 024. Heads: 2·64·(5 + 3) = 1 024.
+        let c = small();
+        assert_eq!(c.decode_flops(1, 0, 0), 393_216.0);
+        assert_eq!(c.decode_flops(0, 1, 0), 1_024.0);
+        assert_eq!(c.decode_flops(0, 0, 1), 1_024.0);
+        // Two tokens at positions 9 and 10 (10 + 11 keys), one read.
+        assert_eq!(
+            c.decode_flops(2, 21, 1),
+            2.0 * 393_216.0 + 21.0 * 1_024.0 + 1_024.0
+        );
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub struct CheckpointState {
     pub seed: u64,
     /// Samples trained on so far.
     pub samples_seen: u64,
+    /// Supervised action labels trained on so far (0 in checkpoints from before it was kept).
+    #[serde(default)]
+    pub labels_seen: u64,
     /// Learning rate of the last step taken.
     pub lr: f64,
     /// Seconds spent in training steps over all sessions.
@@ -213,6 +216,12 @@ pub struct TrainStats {
     /// Mean over this session's training steps (batch wait included; evaluation and
     /// checkpoints excluded).
     pub samples_per_sec: f64,
+    /// Supervised action labels per second, this session (0 in older files).
+    #[serde(default)]
+    pub labels_per_sec: f64,
+    /// Supervised action labels trained on, all sessions (0 in older files).
+    #[serde(default)]
+    pub labels_trained: u64,
     pub seconds_per_step: f64,
     /// Mean real tokens per sample and mean padded length per batch, this session. The
     /// report has never required them, so files without them still load (as 0).
@@ -318,6 +327,7 @@ mod tests {
             sampler_position: 40,
             seed: 3,
             samples_seen: 2560,
+            labels_seen: 204_800,
             lr: 1.5e-4,
             train_seconds: 12.25,
             backend: "flex".into(),

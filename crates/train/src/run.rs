@@ -254,6 +254,7 @@ mod tests {
             sampler_position: step as u64,
             seed: 0,
             samples_seen: 0,
+            labels_seen: 0,
             lr: 0.0,
             train_seconds: 0.0,
             backend: "flex".into(),

@@ -148,8 +148,11 @@ pub fn train_at(
     let (mut learner, resumed) = open_run(&run, cfg, &data.model_cfg, opts.fresh, &say)?;
     let engine = learner.engine().as_str();
     let start = resumed.as_ref().map_or(0, |(s, _)| s.step);
-    let mut samples_seen = resumed.as_ref().map_or(0, |(s, _)| s.samples_seen);
-    let mut train_seconds = resumed.as_ref().map_or(0.0, |(s, _)| s.train_seconds);
+    let mut seen = resumed.as_ref().map_or(Seen::default(), |(s, _)| Seen {
+        samples: s.samples_seen,
+        labels: s.labels_seen,
+        seconds: s.train_seconds,
+    });
     let mut checkpoint = resumed.map(|(_, d)| d);
     let mut last_ckpt_step = start;
     say(&format!(
@@ -180,8 +183,8 @@ pub fn train_at(
     let mut interval = Interval::default();
     let mut last_lr = 0.0;
     let config_toml = cfg.to_toml_string();
-    let save = |learner: &Learner, step: usize, samples: u64, secs: f64, lr: f64| {
-        let state = checkpoint_state(t, engine, step, samples, secs, lr);
+    let save = |learner: &Learner, step: usize, seen: Seen, lr: f64| {
+        let state = checkpoint_state(t, engine, step, seen, lr);
         write_checkpoint(&run, &state, &config_toml, t.keep_checkpoints, |d| {
             learner.save(d)
         })
@@ -194,7 +197,7 @@ pub fn train_at(
         }
         if ccad_core::tb::interrupted() {
             if step > last_ckpt_step {
-                let dir = save(&learner, step, samples_seen, train_seconds, last_lr)?;
+                let dir = save(&learner, step, seen, last_lr)?;
                 say(&format!("interrupted: checkpoint {}", dir.display()));
             }
             log.flush();
@@ -208,8 +211,7 @@ pub fn train_at(
         last_lr = out.lr;
         let done = step + 1;
         session.add(&batch, secs);
-        train_seconds += secs;
-        samples_seen += batch.batch as u64;
+        seen.add(&batch, secs);
         interval.add(&m, secs, norm);
         pb.set_position(done as u64);
         pb.set_message(format!(
@@ -221,6 +223,7 @@ pub fn train_at(
         if done % t.summary_interval == 0 || done == t.steps {
             std::mem::take(&mut interval).log(&mut log, out.lr, t.batch_size, done);
             session.fill(&mut stats, done, t.batch_size);
+            stats.labels_trained = seen.labels;
             stats.write(&run.stats_path())?;
             log.flush();
         }
@@ -234,7 +237,7 @@ pub fn train_at(
             log_icl(&mut log, "test", &r.test_returns, done);
         }
         if done % t.ckpt_interval == 0 || done == t.steps {
-            checkpoint = Some(save(&learner, done, samples_seen, train_seconds, out.lr)?);
+            checkpoint = Some(save(&learner, done, seen, out.lr)?);
             last_ckpt_step = done;
         }
     }
@@ -306,17 +309,17 @@ fn checkpoint_state(
     t: &TrainConfig,
     engine: &str,
     step: usize,
-    samples_seen: u64,
-    train_seconds: f64,
+    seen: Seen,
     lr: f64,
 ) -> CheckpointState {
     CheckpointState {
         step,
         sampler_position: step as u64,
         seed: t.seed,
-        samples_seen,
+        samples_seen: seen.samples,
+        labels_seen: seen.labels,
         lr,
-        train_seconds,
+        train_seconds: seen.seconds,
         backend: backend::backend_name().to_string(),
         engine: engine.to_string(),
     }
@@ -407,11 +410,31 @@ fn initial_stats(
         steps_done: start,
         steps_total: cfg.train.steps,
         samples_per_sec: 0.0,
+        labels_per_sec: 0.0,
+        labels_trained: 0,
         seconds_per_step: 0.0,
         mean_tokens: 0.0,
         mean_padded_len: 0.0,
         peak_memory_mib: 0.0,
         n_params: learner.num_params(),
+    }
+}
+
+/// Totals over every session of a run, kept in its checkpoints.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    samples: u64,
+    /// Supervised action labels.
+    labels: u64,
+    /// Seconds in training steps.
+    seconds: f64,
+}
+
+impl Seen {
+    fn add(&mut self, batch: &TokenBatch, seconds: f64) {
+        self.samples += batch.batch as u64;
+        self.labels += batch.n_labels() as u64;
+        self.seconds += seconds;
     }
 }
 
@@ -422,6 +445,7 @@ struct Session {
     seconds: f64,
     tokens: u64,
     padded: u64,
+    labels: u64,
 }
 
 impl Session {
@@ -430,12 +454,14 @@ impl Session {
         self.seconds += seconds;
         self.tokens += batch.lengths.iter().sum::<usize>() as u64;
         self.padded += (batch.batch * batch.seq_len) as u64;
+        self.labels += batch.n_labels() as u64;
     }
 
     fn fill(&self, stats: &mut TrainStats, done: usize, batch_size: usize) {
         let samples = (self.steps * batch_size) as f64;
         stats.steps_done = done;
         stats.samples_per_sec = samples / self.seconds.max(1e-9);
+        stats.labels_per_sec = self.labels as f64 / self.seconds.max(1e-9);
         stats.seconds_per_step = self.seconds / self.steps as f64;
         stats.mean_tokens = self.tokens as f64 / samples;
         stats.mean_padded_len = self.padded as f64 / samples;

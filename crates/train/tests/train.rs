@@ -299,6 +299,16 @@ fn resuming_after_a_kill_gives_the_uninterrupted_parameters(engine: &str) {
         "{loss:?}"
     );
 
+    // Labels count across the kill: the resumed run trained as many as the straight one,
+    // one per sample with the query objective.
+    let labels = |run: &Path| -> u64 {
+        let text = std::fs::read_to_string(run.join("train_stats.json")).unwrap();
+        serde_json::from_str::<TrainStats>(&text)
+            .unwrap()
+            .labels_trained
+    };
+    assert_eq!((labels(&straight), labels(&killed)), (13 * 16, 13 * 16));
+
     // Running the finished command again does nothing.
     let out = train_at(&cfg, &f.data, &killed, &quiet(), None).unwrap();
     assert_eq!(out.steps_done, 13);
@@ -379,8 +389,13 @@ fn only_the_newest_checkpoints_are_kept() {
     }
     let state = CheckpointState::read(&dir).unwrap();
     assert_eq!(
-        (state.step, state.sampler_position, state.samples_seen),
-        (11, 11, 11 * 16)
+        (
+            state.step,
+            state.sampler_position,
+            state.samples_seen,
+            state.labels_seen
+        ),
+        (11, 11, 11 * 16, 11 * 16)
     );
 }
 
