@@ -139,6 +139,11 @@ impl Dataset {
         self.layout.sample_len(self.corpus.as_ref(), i)
     }
 
+    /// Mean supervised action labels per sample over a pass (what a label budget divides by).
+    pub fn labels_per_sample(&self) -> f64 {
+        self.layout.labels_per_sample(self.corpus.as_ref())
+    }
+
     /// Longest possible sequence (the model's position limit).
     pub fn max_len(&self) -> usize {
         self.layout.max_len()

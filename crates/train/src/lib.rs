@@ -41,4 +41,6 @@ pub mod trainer;
 
 pub use learner::{GradNorm, Learner, StepOutput, held_out_metrics, step_seed};
 pub use run::RunDirTraining;
-pub use trainer::{IclProbe, IclResult, TrainOptions, TrainOutcome, train, train_at};
+pub use trainer::{
+    IclProbe, IclResult, TrainOptions, TrainOutcome, train, train_at, train_with_probe,
+};

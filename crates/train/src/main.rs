@@ -81,25 +81,13 @@ fn run(mut args: Args) -> Result<()> {
     if args.bench {
         return run_bench(&args, &cfg);
     }
-    let mut probe = if cfg.train.icl_interval > 0 {
-        Some(train::icl::EvaluateProbe::from_dataset(
-            &cfg,
-            &cfg.dataset_path(),
-        )?)
-    } else {
-        None
-    };
     let opts = train::TrainOptions {
         fresh: args.fresh,
         stop_after: None,
         progress: true,
         verbose: true,
     };
-    let out = train::train(
-        &cfg,
-        &opts,
-        probe.as_mut().map(|p| p as &mut dyn train::IclProbe),
-    )?;
+    let out = train::train_with_probe(&cfg, &opts)?;
     if let Some(ckpt) = &out.checkpoint {
         eprintln!(
             "train: {} steps; model in {}",

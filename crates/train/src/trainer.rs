@@ -69,6 +69,20 @@ pub fn train(
     train_at(cfg, &cfg.dataset_path(), &cfg.run_dir(), opts, icl)
 }
 
+/// What the `train` binary does with a config: [`train`] with the in-context probe that
+/// `train.icl_interval` asks for (built from the dataset's tasks).
+pub fn train_with_probe(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
+    let mut probe = if cfg.train.icl_interval > 0 {
+        Some(crate::icl::EvaluateProbe::from_dataset(
+            cfg,
+            &cfg.dataset_path(),
+        )?)
+    } else {
+        None
+    };
+    train(cfg, opts, probe.as_mut().map(|p| p as &mut dyn IclProbe))
+}
+
 /// Running sums of one summary interval.
 #[derive(Default)]
 struct Interval {

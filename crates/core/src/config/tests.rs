@@ -145,3 +145,20 @@ fn split_fields_are_checked() {
     );
     assert!(parse("[env]\nn_train_tasks = 10\nn_test_tasks = 2\n").is_ok());
 }
+
+#[test]
+fn run_names_are_plain_paths_inside_runs() {
+    let ok = parse("[train]\nrun = \"experiment-x/cells/window/seed-1\"\n").unwrap();
+    assert_eq!(
+        ok.run_dir(),
+        Path::new("runs/experiment-x/cells/window/seed-1")
+    );
+    for bad in ["..", "a/../b", "a//b", "/abs", "a b", "."] {
+        let e = parse(&format!("[train]\nrun = {bad:?}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("configs/x.toml: train.run: must be a plain name"), "{bad}: {e}");
+    }
+    let e = parse("[collect]\ndataset = \"..\"\n").unwrap_err().to_string();
+    assert!(e.starts_with("configs/x.toml: collect.dataset:"), "{e}");
+}

@@ -46,16 +46,22 @@ fn positive(field: &'static str, v: f64) -> Check {
 
 /// A name that becomes a file or folder name: no separators, nothing to escape.
 fn plain_name(field: &'static str, name: &str) -> Check {
-    if !name
+    let plain = name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    // "." and ".." would name the folder itself or its parent.
+    if !plain || name.chars().all(|c| c == '.') {
         return Err((
             field,
-            "must be a plain name of letters, digits, '-', '_' or '.'".into(),
+            "must be a plain name of letters, digits, '-', '_' or '.' (not only dots)".into(),
         ));
     }
     Ok(())
+}
+
+/// A run name: plain names joined by '/' (a run inside an experiment's folder).
+fn run_path(field: &'static str, name: &str) -> Check {
+    name.split('/').try_for_each(|part| plain_name(field, part))
 }
 
 fn env(e: &EnvConfig) -> Check {
@@ -153,7 +159,7 @@ fn model(m: &ModelConfig) -> Check {
 }
 
 fn train(t: &TrainConfig) -> Check {
-    plain_name("train.run", &t.run)?;
+    run_path("train.run", &t.run)?;
     pos("train.batch_size", t.batch_size)?;
     pos("train.steps", t.steps)?;
     positive("train.lr", t.lr)?;
