@@ -137,6 +137,7 @@ fn at_episode(curve: &[f64], episode: usize) -> f64 {
     curve.get(episode - 1).copied().unwrap_or(f64::NAN)
 }
 
+/// The return metrics of one cell, from its evaluation summary.
 pub fn cell_metrics(summary: &Summary) -> CellMetrics {
     let curve = return_curve(summary);
     let normalisable: Vec<&EnvSummary> = summary
