@@ -15,6 +15,7 @@
 //!   copy), global-norm clipping, stable parameter ids.
 //! - [`stats`]: peak memory and CPU time for `train_stats.json` and the benchmark.
 //! - [`bench`]: speed and memory per (batch, context) setting, one process each.
+//! - [`experiment`]: the experiment runner's statistics, per-cell metrics and output files.
 //!
 //! Choices where DESIGN is silent:
 //! - Clipping is global over all gradients (PyTorch's `clip_grad_norm_`), not burn's
@@ -31,6 +32,7 @@
 //!   resume (TensorBoard shows both; the values are the same up to timing).
 
 pub mod bench;
+pub mod experiment;
 pub mod icl;
 pub mod learner;
 pub mod optim;
