@@ -26,6 +26,7 @@
 
 pub mod bench;
 pub mod npy;
+pub mod plot_style;
 pub mod rollout;
 pub mod run;
 pub mod sampling;

@@ -347,7 +347,7 @@ mod tests {
         assert!(!e.contains('\n'));
     }
 
-    /// `train_stats.json` exactly as train wrote it before the format moved here.
+    /// `train_stats.json` exactly as train writes it.
     const STATS_AS_WRITTEN: &str = r#"{
   "backend": "flex",
   "engine": "native",
@@ -358,6 +358,8 @@ mod tests {
   "steps_done": 6000,
   "steps_total": 6000,
   "samples_per_sec": 512.5,
+  "labels_per_sec": 512.5,
+  "labels_trained": 384000,
   "seconds_per_step": 0.125,
   "mean_tokens": 120.5,
   "mean_padded_len": 150.25,
@@ -384,16 +386,23 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(back, stats);
 
-        // Before engines, and as the report's own fixtures write it: no `engine`, no token
-        // means, an unknown field.
+        // Before engines and label counts, and as the report's own fixtures write it: no
+        // `engine`, no token means, no labels, an unknown field.
         let mut v: serde_json::Value = serde_json::from_str(STATS_AS_WRITTEN).unwrap();
         let fields = v.as_object_mut().unwrap();
-        for key in ["engine", "mean_tokens", "mean_padded_len"] {
+        for key in [
+            "engine",
+            "mean_tokens",
+            "mean_padded_len",
+            "labels_per_sec",
+            "labels_trained",
+        ] {
             fields.remove(key);
         }
         fields.insert("future_field".into(), 1.into());
         let old: TrainStats = serde_json::from_value(v).unwrap();
         assert_eq!((old.engine.as_str(), old.mean_tokens), ("", 0.0));
+        assert_eq!((old.labels_per_sec, old.labels_trained), (0.0, 0));
         assert_eq!(old.peak_memory_mib, 812.0);
     }
 }

@@ -157,8 +157,13 @@ fn run_names_are_plain_paths_inside_runs() {
         let e = parse(&format!("[train]\nrun = {bad:?}\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("configs/x.toml: train.run: must be a plain name"), "{bad}: {e}");
+        assert!(
+            e.starts_with("configs/x.toml: train.run: must be a plain name"),
+            "{bad}: {e}"
+        );
     }
-    let e = parse("[collect]\ndataset = \"..\"\n").unwrap_err().to_string();
+    let e = parse("[collect]\ndataset = \"..\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("configs/x.toml: collect.dataset:"), "{e}");
 }

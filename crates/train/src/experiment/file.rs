@@ -124,7 +124,10 @@ impl Experiment {
             if !is_plain(&arm.name) {
                 return Err(err(
                     &format!("arms[{i}].name"),
-                    format!("{:?} must be a plain name (letters, digits, '-', '_')", arm.name),
+                    format!(
+                        "{:?} must be a plain name (letters, digits, '-', '_')",
+                        arm.name
+                    ),
                 ));
             }
             if raw.arms[..i].iter().any(|a| a.name == arm.name) {
@@ -153,10 +156,7 @@ impl Experiment {
         }
         let budget = match (raw.budget.labels, raw.budget.steps) {
             (Some(_), Some(_)) => {
-                return Err(err(
-                    "budget",
-                    "give labels or steps, not both".into(),
-                ));
+                return Err(err("budget", "give labels or steps, not both".into()));
             }
             (Some(0), _) => return Err(err("budget.labels", "must be > 0".into())),
             (_, Some(0)) => return Err(err("budget.steps", "must be > 0".into())),
@@ -235,15 +235,42 @@ set = ['dataset.context="window"']
     #[test]
     fn bad_files_are_one_line_errors_naming_the_field() {
         let cases = [
-            (GOOD.replace("baseline = \"compressed\"", "baseline = \"dense\""), "baseline: \"dense\" is not one of the arms"),
-            (GOOD.replace("[0, 1, 2]", "[0, 1, 0]"), "train_seeds: seed 0 is listed twice"),
-            (GOOD.replace("[0, 1, 2]", "[]"), "train_seeds: no seed given"),
-            (GOOD.replace("name = \"window\"", "name = \"compressed\""), "arms[1].name: \"compressed\" is used twice"),
-            (GOOD.replace("name = \"window\"", "name = \"a/b\""), "arms[1].name: \"a/b\" must be a plain name"),
-            (GOOD.replace("labels = 7_680_000", "labels = 5\nsteps = 3"), "budget: give labels or steps, not both"),
-            (GOOD.replace("labels = 7_680_000", "steps = 0"), "budget.steps: must be > 0"),
-            (GOOD.replace("train_seeds", "eval_seeds = 0\ntrain_seeds"), "eval_seeds: must be > 0"),
-            (GOOD.replace("baseline", "baselin"), "unknown field `baselin`"),
+            (
+                GOOD.replace("baseline = \"compressed\"", "baseline = \"dense\""),
+                "baseline: \"dense\" is not one of the arms",
+            ),
+            (
+                GOOD.replace("[0, 1, 2]", "[0, 1, 0]"),
+                "train_seeds: seed 0 is listed twice",
+            ),
+            (
+                GOOD.replace("[0, 1, 2]", "[]"),
+                "train_seeds: no seed given",
+            ),
+            (
+                GOOD.replace("name = \"window\"", "name = \"compressed\""),
+                "arms[1].name: \"compressed\" is used twice",
+            ),
+            (
+                GOOD.replace("name = \"window\"", "name = \"a/b\""),
+                "arms[1].name: \"a/b\" must be a plain name",
+            ),
+            (
+                GOOD.replace("labels = 7_680_000", "labels = 5\nsteps = 3"),
+                "budget: give labels or steps, not both",
+            ),
+            (
+                GOOD.replace("labels = 7_680_000", "steps = 0"),
+                "budget.steps: must be > 0",
+            ),
+            (
+                GOOD.replace("train_seeds", "eval_seeds = 0\ntrain_seeds"),
+                "eval_seeds: must be > 0",
+            ),
+            (
+                GOOD.replace("baseline", "baselin"),
+                "unknown field `baselin`",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(&text).unwrap_err().to_string();

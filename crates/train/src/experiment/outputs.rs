@@ -19,7 +19,7 @@ use super::stats::MeanSem;
 
 mod plot;
 
-pub use plot::{HEIGHT, WIDTH, system_font, write_curves_png};
+pub use plot::{HEIGHT, WIDTH, write_curves_png};
 
 /// Shown in the report wherever a number is undefined.
 const NOT_AVAILABLE: &str = "n/a";

@@ -182,7 +182,11 @@ pub fn source_curve(path: &Path, cfg: &Config) -> Result<Vec<f64>> {
             }
         }
     }
-    Ok(sums.iter().zip(&counts).map(|(s, &n)| s / n as f64).collect())
+    Ok(sums
+        .iter()
+        .zip(&counts)
+        .map(|(s, &n)| s / n as f64)
+        .collect())
 }
 
 #[cfg(test)]
@@ -196,14 +200,21 @@ mod tests {
         assert_eq!(fnv1a(b"a", FNV_OFFSET), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar", FNV_OFFSET), 0x8594_4171_f739_67e8);
         // Chunked = whole.
-        assert_eq!(fnv1a(b"bar", fnv1a(b"foo", FNV_OFFSET)), fnv1a(b"foobar", FNV_OFFSET));
+        assert_eq!(
+            fnv1a(b"bar", fnv1a(b"foo", FNV_OFFSET)),
+            fnv1a(b"foobar", FNV_OFFSET)
+        );
     }
 
     #[test]
     fn datasets_are_named_by_what_they_collect() {
         let base = Config::from_toml_str("", "x.toml", &[]).unwrap();
-        let other_model =
-            Config::from_toml_str("", "x.toml", &["model.d_model=32".into(), "collect.dataset=\"y\"".into()]).unwrap();
+        let other_model = Config::from_toml_str(
+            "",
+            "x.toml",
+            &["model.d_model=32".into(), "collect.dataset=\"y\"".into()],
+        )
+        .unwrap();
         assert_eq!(dataset_name(&base), dataset_name(&other_model));
         let other_ppo = Config::from_toml_str("", "x.toml", &["ppo.seed=1".into()]).unwrap();
         assert_ne!(dataset_name(&base), dataset_name(&other_ppo));

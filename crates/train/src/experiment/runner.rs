@@ -104,7 +104,10 @@ impl Runner {
             config.display().to_string(),
         ];
         if stage == Stage::Collect {
-            let name = config.file_stem().and_then(|s| s.to_str()).unwrap_or("dataset");
+            let name = config
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("dataset");
             let logs = self.root.join("collect").join(name);
             argv.extend(["--log-dir".into(), logs.display().to_string()]);
         }
@@ -187,7 +190,10 @@ impl Runner {
             match self.run_cell(cell) {
                 Ok(()) => {
                     spent.push(start.elapsed().as_secs_f64());
-                    let left = cells[k + 1..].iter().filter(|c| done_record(c).is_none()).count();
+                    let left = cells[k + 1..]
+                        .iter()
+                        .filter(|c| done_record(c).is_none())
+                        .count();
                     let mean = spent.iter().sum::<f64>() / spent.len() as f64;
                     eprintln!(
                         "experiment: {tag}: done in {:.0} s; {left} cells left, ETA {:.0} min",
@@ -265,7 +271,12 @@ pub fn outcome(cell: &Cell, done: &CellDone) -> Result<CellOutcome> {
 fn last_line(log: &Path) -> String {
     std::fs::read_to_string(log)
         .ok()
-        .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "no output".into())
 }
 

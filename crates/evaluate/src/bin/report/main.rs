@@ -100,7 +100,7 @@ pub fn write_report(runs: &[PathBuf], name: Option<&str>, out: Option<&Path>) ->
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
 
-    let font = plot::system_font();
+    let font = evaluate::plot_style::system_font();
     let labelled: Vec<(&str, &Curve)> = loaded.iter().map(|(r, c)| (r.name.as_str(), c)).collect();
     let png_path = dir.join(CURVES_FILE);
     let png = plot::learning_curves_png(&labelled, font.is_some())

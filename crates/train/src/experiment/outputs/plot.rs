@@ -3,10 +3,10 @@
 //! pure-Rust `ab_glyph` renderer from a system TrueType font, PNG encoding by `png`).
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use ccad_core::atomic::write_atomic;
 use ccad_core::{Error, Result};
+use evaluate::plot_style::{COLOURS, FONT, encode_png, system_font};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -15,45 +15,6 @@ use crate::experiment::metrics::ArmCurve;
 /// `curves.png`'s size in pixels.
 pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 560;
-
-/// Where common systems keep a sans-serif TrueType font (as the report binary's plot).
-const FONT_PATHS: [&str; 7] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-
-const FONT: &str = "sans-serif";
-
-/// Register the first font of [`FONT_PATHS`] that parses, once per process, for plotters'
-/// pure-Rust `ab_glyph` text; `None` when there is none (then the plot carries no text).
-pub fn system_font() -> Option<&'static Path> {
-    static FOUND: OnceLock<Option<&'static Path>> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        FONT_PATHS.iter().map(Path::new).find(|p| {
-            let Ok(bytes) = std::fs::read(p) else {
-                return false;
-            };
-            // plotters keeps fonts for the process's lifetime; leak the bytes once.
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok()
-        })
-    })
-}
-
-/// Line colours, one per arm (cycled past the sixth).
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
 
 /// The source learners' dashed curve.
 const SOURCE_COLOUR: RGBColor = RGBColor(90, 90, 90);
@@ -163,6 +124,8 @@ fn draw(
             .configure_mesh()
             .x_desc("episode")
             .y_desc("return (mean over held-out tasks × evaluation seeds)")
+            // At most one label per whole episode.
+            .x_labels((x_max as usize).clamp(2, 11))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 15))
@@ -216,18 +179,6 @@ fn draw(
     }
     root.present()?;
     Ok(())
-}
-
-/// 8-bit RGB PNG of a row-major `width × height × 3` buffer.
-fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::EncodingError> {
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, width, height);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header()?;
-    w.write_image_data(rgb)?;
-    w.finish()?;
-    Ok(out)
 }
 
 #[cfg(test)]
