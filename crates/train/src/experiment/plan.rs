@@ -221,3 +221,31 @@ mod tests {
         assert!(dataset_name(&base).starts_with("exp-") && dataset_name(&base).len() == 20);
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// Every experiment file under configs/experiments parses and its arms' configs load,
+    /// with the task split checked (the reference's goals exist).
+    #[test]
+    fn shipped_experiments_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = root.join("configs/experiments");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_stem().unwrap().to_str().unwrap();
+            let mut exp = Experiment::parse(&text, &path.display().to_string(), name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            for arm in &mut exp.arms {
+                arm.config = root.join(&arm.config);
+            }
+            let arms = arms(&exp).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(arms.len(), exp.arms.len());
+            n += 1;
+        }
+        assert!(n >= 2, "expected context-modes and reference-protocol");
+    }
+}

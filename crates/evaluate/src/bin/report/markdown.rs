@@ -27,6 +27,16 @@ fn memory(mib: f64) -> String {
     }
 }
 
+/// A count or rate with `decimals` decimals; train_stats.json from before labels were
+/// counted holds 0 there.
+fn counted(v: f64, decimals: usize) -> String {
+    if v > 0.0 {
+        format!("{v:.decimals$}")
+    } else {
+        NONE.to_string()
+    }
+}
+
 /// Episodes to [`TARGET`], or "never".
 fn to_target(c: &Curve) -> String {
     c.episodes_to(TARGET)
@@ -72,22 +82,24 @@ pub fn render(name: &str, runs: &[(RunRecord, Curve)], plot: &str) -> String {
     let _ = writeln!(w, "## In-context learning\n");
     let _ = writeln!(
         w,
-        "| run | context | objective | max context tokens | samples/s | peak memory (MiB) | tasks | envs | episodes | ep 1 | ep 10 | ep 50 | last | episodes to {:.0}% |",
+        "| run | context | objective | max context tokens | labels trained | labels/s | samples/s | peak memory (MiB) | tasks | envs | episodes | ep 1 | ep 10 | ep 50 | last | episodes to {:.0}% |",
         TARGET * 100.0
     );
     let _ = writeln!(
         w,
-        "|---|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
     );
     for (r, c) in runs {
         let at: Vec<String> = EPISODES.iter().map(|&e| or_none(c.at(e))).collect();
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.stats.context,
             r.stats.objective,
             r.stats.max_context_tokens,
+            counted(r.stats.labels_trained as f64, 0),
+            counted(r.stats.labels_per_sec, 1),
             r.stats.samples_per_sec,
             memory(r.stats.peak_memory_mib),
             r.eval.task_set,
@@ -132,21 +144,26 @@ pub fn render(name: &str, runs: &[(RunRecord, Curve)], plot: &str) -> String {
         let _ = writeln!(w, "\n## Relative to {}\n", base.name);
         let _ = writeln!(
             w,
-            "| run | max context tokens | samples/s | peak memory | last − {0} last | to {1:.0}% (episodes) |",
+            "| run | max context tokens | labels trained | labels/s | samples/s | peak memory | last − {0} last | to {1:.0}% (episodes) |",
             base.name,
             TARGET * 100.0
         );
-        let _ = writeln!(w, "|---|--:|--:|--:|--:|--:|");
+        let _ = writeln!(w, "|---|--:|--:|--:|--:|--:|--:|--:|");
         for (r, c) in rest {
             let episodes = format!("{} vs {}", to_target(c), to_target(base_curve));
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {:+.3} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:+.3} | {} |",
                 r.name,
                 change(
                     r.stats.max_context_tokens as f64,
                     base.stats.max_context_tokens as f64
                 ),
+                change(
+                    r.stats.labels_trained as f64,
+                    base.stats.labels_trained as f64
+                ),
+                change(r.stats.labels_per_sec, base.stats.labels_per_sec),
                 change(r.stats.samples_per_sec, base.stats.samples_per_sec),
                 change(r.stats.peak_memory_mib, base.stats.peak_memory_mib),
                 c.last() - base_curve.last(),

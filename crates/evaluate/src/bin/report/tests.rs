@@ -39,6 +39,8 @@ fn make_run(
         "backend": "flex", "context": context, "objective": "query",
         "max_context_tokens": max_tokens, "batch_size": 64, "steps_done": 2000,
         "steps_total": 2000, "samples_per_sec": samples_per_sec, "seconds_per_step": 0.5,
+        // The query objective: one label per sample.
+        "labels_per_sec": samples_per_sec, "labels_trained": 2000 * 64,
         "mean_tokens": 150.0, "mean_padded_len": 160.0, "peak_memory_mib": peak_mib,
         "n_params": 217416
     });
@@ -139,13 +141,13 @@ fn report_of_two_hand_made_runs() {
     // Numbers derived in `two_runs`; samples/s and memory from the hand-made train_stats.
     assert!(
         md.contains(
-            "| quick | compressed | query | 163 | 120.5 | 300 | test | 4 | 60 | 0.375 | 0.825 | 0.875 | 0.875 | 10 |"
+            "| quick | compressed | query | 163 | 128000 | 120.5 | 120.5 | 300 | test | 4 | 60 | 0.375 | 0.825 | 0.875 | 0.875 | 10 |"
         ),
         "{md}"
     );
     assert!(
         md.contains(
-            "| quick-window | window | query | 240 | 100.0 | 500 | test | 2 | 12 | 0.200 | 0.650 | – | 0.700 | never |"
+            "| quick-window | window | query | 240 | 128000 | 100.0 | 100.0 | 500 | test | 2 | 12 | 0.200 | 0.650 | – | 0.700 | never |"
         ),
         "{md}"
     );
@@ -153,11 +155,14 @@ fn report_of_two_hand_made_runs() {
         md.contains("| quick | quick | flex | 64 | 2000/2000 | 0.500 | 217416 | 2000 |"),
         "{md}"
     );
-    // Relative to quick: tokens 240/163 − 1 = +47.2%; samples/s 100/120.5 − 1 = −17.0%;
+    // Relative to quick: tokens 240/163 − 1 = +47.2%; labels equal (+0.0%); labels/s and
+    // samples/s 100/120.5 − 1 = −17.0%;
     // memory 500/300 − 1 = +66.7%; last 0.700 − 0.875 = −0.175; 80%: never vs 10.
     assert!(md.contains("## Relative to quick"), "{md}");
     assert!(
-        md.contains("| quick-window | +47.2% | -17.0% | +66.7% | -0.175 | never vs 10 |"),
+        md.contains(
+            "| quick-window | +47.2% | +0.0% | -17.0% | -17.0% | +66.7% | -0.175 | never vs 10 |"
+        ),
         "{md}"
     );
 
@@ -220,7 +225,9 @@ fn bad_runs_give_one_line_naming_file_and_field() {
     let e = error_after(|d| {
         let p = d.join("train_stats.json");
         let text = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(&p, text.replace("100.0", "\"fast\"")).unwrap();
+        let bad = text.replace("\"samples_per_sec\":100.0", "\"samples_per_sec\":\"fast\"");
+        assert_ne!(bad, text);
+        std::fs::write(&p, bad).unwrap();
     });
     assert!(
         e.contains("train_stats.json: samples_per_sec: invalid type"),
@@ -318,7 +325,7 @@ fn refuses_two_runs_of_one_name_and_a_path_as_name() {
 }
 
 #[test]
-fn quick_configs_differ_only_in_context_and_run_name() {
+fn quick_configs_differ_only_in_context_run_name_and_steps() {
     let compressed = Config::load(&shipped("quick.toml"), &[]).unwrap();
     let mut window = Config::load(&shipped("quick-window.toml"), &[]).unwrap();
     assert_eq!(compressed.dataset.context, ContextMode::Compressed);
@@ -329,7 +336,11 @@ fn quick_configs_differ_only_in_context_and_run_name() {
     );
     // Same dataset file: the comparison is over one set of learning histories.
     assert_eq!(window.dataset_path(), compressed.dataset_path());
+    // Equal supervised labels: 6,000 × 16 × 80 = 7,680,000 ≈ 2,308 × 16 × 208 (a window
+    // sequence carries 1,040 / 5 = 208 labels on average).
+    assert_eq!((compressed.train.steps, window.train.steps), (6000, 2308));
     window.dataset.context = compressed.dataset.context;
     window.train.run = compressed.train.run.clone();
+    window.train.steps = compressed.train.steps;
     assert_eq!(window, compressed);
 }
