@@ -26,6 +26,7 @@ impl TempPath {
             .file_name()
             .ok_or_else(|| Error::file(dest, "path", "has no file name"))?
             .to_string_lossy();
+        remove_stale_temps(&dir, &name);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
         Ok(Self {
@@ -63,6 +64,32 @@ impl Drop for TempPath {
     }
 }
 
+/// Remove `dir/.name.tmp-<pid>-<n>` files left by processes that no longer run (killed before
+/// their rename). A live process's temporary file is left alone; where liveness cannot be
+/// checked (no `/proc`), nothing is removed. Failures are ignored: this is tidying only.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn parent_dir(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -93,6 +120,25 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn temporaries_of_dead_processes_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has this id (Linux caps ids at 2^22).
+        let dead = dir.path().join(".a.hdf5.tmp-999999999-0");
+        let live = dir
+            .path()
+            .join(format!(".a.hdf5.tmp-{}-77", std::process::id()));
+        let other = dir.path().join(".b.hdf5.tmp-999999999-0");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        write_atomic(&dir.path().join("a.hdf5"), b"whole").unwrap();
+        assert!(!dead.exists(), "a killed writer's temporary file is left");
+        assert!(live.exists() && other.exists());
+        assert_eq!(std::fs::read(dir.path().join("a.hdf5")).unwrap(), b"whole");
+    }
 
     #[test]
     fn writes_and_replaces() {

@@ -19,6 +19,7 @@ pub mod config;
 pub mod context;
 pub mod env;
 pub mod error;
+pub mod hash;
 pub mod history;
 pub mod kernels;
 pub mod progress;

@@ -39,6 +39,9 @@ struct Args {
     /// CPU builds, burn on GPU builds).
     #[arg(long, value_enum, default_value_t = Engine::Auto)]
     engine: Engine,
+    /// Evaluate although the dataset file's content changed since the run trained on it.
+    #[arg(long)]
+    allow_dataset_change: bool,
     /// `--config` names the run when `--run` is not given; `--set` overrides the run's config.
     #[command(flatten)]
     config: ConfigArgs,
@@ -87,6 +90,7 @@ fn run(args: Args) -> ccad_core::Result<()> {
         seeds: args.seeds.map(|n| n as usize),
         engine: args.engine,
         progress: true,
+        allow_dataset_change: args.allow_dataset_change,
     };
     let out = evaluate_run(&opts, &ccad_core::backend::device())?;
     print!("{}", out.summary.table());

@@ -18,7 +18,7 @@ use ccad_core::env::{Environment, checked_split, make_env};
 use ccad_core::history::{HistoryReader, attrs};
 use ccad_core::tb::RunLog;
 use ccad_core::{Error, Result};
-use model::run_folder::{RESULT_FILE, RunDir, SUMMARY_FILE};
+use model::run_folder::{DatasetRecord, RESULT_FILE, RunDir, SUMMARY_FILE};
 use model::{AdModel, AdModelConfig};
 
 use crate::npy::write_npy;
@@ -42,6 +42,9 @@ pub struct EvalOptions {
     pub engine: Engine,
     /// Show a progress bar over episodes.
     pub progress: bool,
+    /// Evaluate although the dataset file's content changed since the run trained on it
+    /// (its `dataset.json`); refused otherwise.
+    pub allow_dataset_change: bool,
 }
 
 #[derive(Debug)]
@@ -133,12 +136,27 @@ pub fn check_checkpoint(
 }
 
 /// Train and test tasks: the split recorded in the dataset file (checked against the config's
-/// environment); the config's seeded split when the file is gone.
+/// environment), which must be the file the run trained on (its `dataset.json`: same content
+/// hash, unless `allow_change`). When the file is gone: the split the run recorded, or for runs
+/// from before records, the config's split.
 pub fn task_split(
     cfg: &Config,
     env: &dyn Environment,
+    run: &RunDir,
+    allow_change: bool,
 ) -> Result<(Vec<usize>, Vec<usize>, Option<String>)> {
     let path = cfg.dataset_path();
+    if let Some(mut recorded) = DatasetRecord::read(run)? {
+        if !path.exists() {
+            let note = format!(
+                "{} not found: using the split the run recorded in {}",
+                path.display(),
+                run.dataset_record_path().display()
+            );
+            return Ok((recorded.train_tasks, recorded.test_tasks, Some(note)));
+        }
+        recorded.check(&DatasetRecord::of_file(&path)?, run, allow_change)?;
+    }
     if !path.exists() {
         let (train, test) = checked_split(&cfg.env, env, env.n_tasks())?;
         let note = format!(
@@ -221,10 +239,11 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         .map_err(|(field, msg)| Error::file(&run.config_path(), field, msg))?;
 
     let (step, ckpt) = run.require_latest_checkpoint()?;
+    check_out_dir(opts.out_dir.as_deref().unwrap_or(&run.eval_dir()))?;
     let env = make_env(&cfg.env);
     let model = AdModel::load(&ckpt, device)?.valid();
     check_checkpoint(model.config(), &cfg, env.as_ref(), &ckpt)?;
-    let (train, test, note) = task_split(&cfg, env.as_ref())?;
+    let (train, test, note) = task_split(&cfg, env.as_ref(), &run, opts.allow_dataset_change)?;
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
@@ -287,10 +306,35 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
     })
 }
 
+/// Refuse an output folder whose TensorBoard event files are not an earlier evaluation's (a
+/// run folder: writing there would delete its training logs). An evaluation folder is one
+/// with evaluate's `summary.json`; a missing or empty folder is fine.
+pub fn check_out_dir(out_dir: &Path) -> Result<()> {
+    if out_dir.join(SUMMARY_FILE).is_file() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(out_dir) else {
+        return Ok(());
+    };
+    let foreign = entries
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("tfevents"));
+    if foreign {
+        return Err(Error::file(
+            out_dir,
+            "--out",
+            "holds TensorBoard logs that are not an evaluation's (a run folder?); choose an \
+             empty folder or an earlier evaluation's",
+        ));
+    }
+    Ok(())
+}
+
 /// `eval_result.npy`, `summary.json` (both atomic) and the TensorBoard curve in `out_dir`.
 /// Event files of an earlier evaluation in that folder are removed so TensorBoard shows one
-/// curve.
+/// curve; a folder holding other event files is refused ([`check_out_dir`]).
 pub fn write_outputs(out_dir: &Path, result: &RolloutResult, summary: &Summary) -> Result<()> {
+    check_out_dir(out_dir)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     write_npy(
         &out_dir.join(RESULT_FILE),

@@ -327,6 +327,71 @@ fn run_folder_outputs_read_back() {
 }
 
 #[test]
+fn without_its_dataset_a_run_is_evaluated_on_the_split_it_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("r");
+    make_run(&run_dir, None);
+    // Goals 20 and 21 held out, as the run's dataset said when it trained.
+    model::run_folder::DatasetRecord {
+        path: "datasets/gone.hdf5".into(),
+        hash: "0000000000000001".into(),
+        train_tasks: (0..20).collect(),
+        test_tasks: vec![20, 21],
+        accepted_changes: vec![],
+    }
+    .write(&model::run_folder::RunDir::new(&run_dir))
+    .unwrap();
+    let opts = EvalOptions {
+        run_dir,
+        episodes: Some(1),
+        seeds: Some(2),
+        out_dir: Some(tmp.path().join("e")),
+        ..EvalOptions::default()
+    };
+    let out = evaluate_run(&opts, &ccad_core::backend::device()).unwrap();
+    assert_eq!(out.result.tasks, vec![20, 20, 21, 21]);
+}
+
+#[test]
+fn an_output_folder_with_training_logs_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("r");
+    make_run(&run_dir, None);
+    // The run folder holds train's TensorBoard file: `--out` there must not delete it.
+    let train_log = run_dir.join("events.out.tfevents.1.train");
+    std::fs::write(&train_log, b"train scalars").unwrap();
+    let opts = EvalOptions {
+        run_dir: run_dir.clone(),
+        out_dir: Some(run_dir.clone()),
+        episodes: Some(1),
+        ..EvalOptions::default()
+    };
+    let e = evaluate_run(&opts, &ccad_core::backend::device())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--out: holds TensorBoard logs that are not an evaluation's"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&train_log).unwrap(), b"train scalars");
+    assert!(!run_dir.join("summary.json").exists());
+    // An earlier evaluation's folder is rewritten, its old curve replaced.
+    let eval_dir = tmp.path().join("e");
+    let opts = EvalOptions {
+        out_dir: Some(eval_dir.clone()),
+        ..opts
+    };
+    evaluate_run(&opts, &ccad_core::backend::device()).unwrap();
+    evaluate_run(&opts, &ccad_core::backend::device()).unwrap();
+    let events = std::fs::read_dir(&eval_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("tfevents"))
+        .count();
+    assert_eq!(events, 1);
+}
+
+#[test]
 fn bad_run_folders_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let device = ccad_core::backend::device();

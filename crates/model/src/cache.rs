@@ -11,7 +11,8 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ccad_core::context::Visibility;
 
-use crate::model::{MASKED, TokenTensors, attention_bias};
+use crate::bias::attention_bias;
+use crate::model::{MASKED, TokenTensors};
 use crate::{AdModel, Token, batch_from_tokens};
 
 /// Logits at one position per row: `action [n, n_actions]`, `token_type [n, 3]`.

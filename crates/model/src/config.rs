@@ -150,11 +150,13 @@ impl AdModelConfig {
                 ),
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err((
-                "dropout",
-                format!("must be in [0, 1), got {}", self.dropout),
-            ));
+        for (field, p) in [
+            ("dropout", self.dropout),
+            ("attention_dropout", self.attention_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err((field, format!("must be in [0, 1), got {p}")));
+            }
         }
         if !(self.type_loss_weight >= 0.0 && self.type_loss_weight.is_finite()) {
             return Err((

@@ -44,6 +44,7 @@
 //! let (action, _token_type) = logits.to_host(); // [2 * 5] row-major
 //! ```
 
+mod bias;
 mod cache;
 mod checkpoint;
 mod config;

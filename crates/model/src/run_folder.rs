@@ -4,6 +4,7 @@
 //! runs/<run>/
 //!   config.toml                      the config the run trains with (atomic)
 //!   train_stats.json                 TrainStats: speed/memory record, rewritten at every summary (atomic)
+//!   dataset.json                     DatasetRecord: the dataset's content hash and split, from the first step
 //!   events.out.tfevents.*            TensorBoard (one file per training session)
 //!   checkpoints/
 //!     latest                         name of the newest complete checkpoint, e.g. "step-00002000"
@@ -52,6 +53,8 @@ pub const EVAL_DIR: &str = "eval";
 pub const RESULT_FILE: &str = "eval_result.npy";
 /// Inside [`EVAL_DIR`]: evaluate's summary.
 pub const SUMMARY_FILE: &str = "summary.json";
+/// [`DatasetRecord`] as JSON.
+pub const DATASET_FILE: &str = "dataset.json";
 
 const STEP_PREFIX: &str = "step-";
 /// Marks a checkpoint folder still being written: `.step-N.tmp-<pid>`.
@@ -114,6 +117,10 @@ impl RunDir {
 
     pub fn eval_dir(&self) -> PathBuf {
         self.root.join(EVAL_DIR)
+    }
+
+    pub fn dataset_record_path(&self) -> PathBuf {
+        self.root.join(DATASET_FILE)
     }
 
     /// Complete checkpoints `(step, folder)`, oldest first; none if the folder is missing.
@@ -234,6 +241,77 @@ pub struct TrainStats {
     pub n_params: usize,
 }
 
+/// The dataset a run trains on ([`DATASET_FILE`]), recorded when its training starts: a run
+/// must never silently read other data. Train refuses to resume, and evaluate to run, on a
+/// file whose content hash differs, unless told to accept the change (then recorded here).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub path: String,
+    /// `ccad_core::hash::file_hash` of the file's bytes.
+    pub hash: String,
+    pub train_tasks: Vec<usize>,
+    pub test_tasks: Vec<usize>,
+    /// Hashes of datasets accepted later with `--allow-dataset-change`, oldest first.
+    #[serde(default)]
+    pub accepted_changes: Vec<String>,
+}
+
+impl DatasetRecord {
+    /// The record of the history file at `path` as it is now.
+    pub fn of_file(path: &Path) -> Result<Self> {
+        let meta = ccad_core::history::HistoryReader::open(path)?.meta;
+        Ok(Self {
+            path: path.display().to_string(),
+            hash: ccad_core::hash::file_hash(path)?,
+            train_tasks: meta.train_tasks,
+            test_tasks: meta.test_tasks,
+            accepted_changes: Vec::new(),
+        })
+    }
+
+    /// A run's record; `None` for runs from before records were kept.
+    pub fn read(run: &RunDir) -> Result<Option<Self>> {
+        let path = run.dataset_record_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::file(&path, "dataset", e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    pub fn write(&self, run: &RunDir) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("record serialises");
+        ccad_core::atomic::write_atomic(&run.dataset_record_path(), json.as_bytes())
+    }
+
+    /// Whether `now` (the dataset file as it is) is the data this run recorded. A different
+    /// hash is an error naming both, unless `allow`: then the new hash is accepted and
+    /// recorded (returns true when the record changed and must be written).
+    pub fn check(&mut self, now: &DatasetRecord, run: &RunDir, allow: bool) -> Result<bool> {
+        if now.hash == self.hash {
+            return Ok(false);
+        }
+        if !allow {
+            return Err(Error::file(
+                &run.dataset_record_path(),
+                "hash",
+                format!(
+                    "the run trained on {} with content hash {}; that file now has hash {} (re-collected?); \
+                     pass --allow-dataset-change to go on with it anyway",
+                    self.path, self.hash, now.hash
+                ),
+            ));
+        }
+        self.accepted_changes.push(now.hash.clone());
+        self.hash = now.hash.clone();
+        self.train_tasks = now.train_tasks.clone();
+        self.test_tasks = now.test_tasks.clone();
+        Ok(true)
+    }
+}
+
 impl TrainStats {
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
@@ -345,6 +423,49 @@ mod tests {
         let e = CheckpointState::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("state.json: state: missing field"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn a_changed_dataset_is_refused_naming_both_hashes_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        assert_eq!(DatasetRecord::read(&run).unwrap(), None);
+        let record = |hash: &str, test: Vec<usize>| DatasetRecord {
+            path: "datasets/quick.hdf5".into(),
+            hash: hash.into(),
+            train_tasks: vec![0, 1, 2],
+            test_tasks: test,
+            accepted_changes: vec![],
+        };
+        let mut recorded = record("00000000000000aa", vec![3]);
+        recorded.write(&run).unwrap();
+        assert_eq!(DatasetRecord::read(&run).unwrap(), Some(recorded.clone()));
+        // The same file: nothing to record.
+        assert!(
+            !recorded
+                .check(&record("00000000000000aa", vec![3]), &run, false)
+                .unwrap()
+        );
+        // Re-collected with another split.
+        let now = record("00000000000000bb", vec![2]);
+        let e = recorded.check(&now, &run, false).unwrap_err().to_string();
+        assert!(e.contains("dataset.json: hash: the run trained on datasets/quick.hdf5 with content hash 00000000000000aa; that file now has hash 00000000000000bb"), "{e}");
+        assert!(!e.contains('\n'));
+        assert_eq!(recorded.hash, "00000000000000aa");
+        // Allowed: the new data is recorded, and that it was accepted.
+        assert!(recorded.check(&now, &run, true).unwrap());
+        assert_eq!(
+            (
+                recorded.hash.as_str(),
+                recorded.test_tasks.clone(),
+                recorded.accepted_changes.clone()
+            ),
+            (
+                "00000000000000bb",
+                vec![2],
+                vec!["00000000000000bb".to_string()]
+            )
+        );
     }
 
     /// `train_stats.json` exactly as train writes it.

@@ -36,6 +36,7 @@ pub mod experiment;
 pub mod icl;
 pub mod learner;
 pub mod optim;
+mod record;
 pub mod run;
 pub mod schedule;
 pub mod stats;

@@ -28,6 +28,10 @@ struct Args {
     /// Delete the run folder and start over instead of resuming.
     #[arg(long)]
     fresh: bool,
+    /// Resume although the dataset file's content changed since the run started (the run
+    /// records the new hash in its dataset.json).
+    #[arg(long)]
+    allow_dataset_change: bool,
     /// Measure samples/s and peak memory for each batch size in compressed and window mode
     /// (one process per setting, with the engine --engine or train.engine picks) instead of
     /// training.
@@ -86,6 +90,7 @@ fn run(mut args: Args) -> Result<()> {
         stop_after: None,
         progress: true,
         verbose: true,
+        allow_dataset_change: args.allow_dataset_change,
     };
     let out = train::train_with_probe(&cfg, &opts)?;
     if let Some(ckpt) = &out.checkpoint {

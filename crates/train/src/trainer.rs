@@ -6,20 +6,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ccad_core::backend::{Engine, Stage};
-use ccad_core::config::{Config, TaskSet, TrainConfig, variant_name};
+use ccad_core::config::{Config, TaskSet, TrainConfig};
 use ccad_core::env::make_env;
 use ccad_core::history::HistoryReader;
 use ccad_core::progress::Progress;
-use ccad_core::tb::RunLog;
 use ccad_core::tokens::TokenBatch;
 use ccad_core::{Error, Result, backend};
 use dataset::{Dataset, Prefetcher, Sampler, fixed_batches};
-use model::run_folder::{CheckpointState, RunDir, TrainStats};
-use model::{AdModel, AdModelConfig, DataDims, LossMetrics};
+use model::run_folder::{CheckpointState, DatasetRecord, RunDir, TrainStats};
+use model::{AdModel, AdModelConfig, DataDims};
 
 use crate::learner::{GradNorm, Learner, StepOutput};
+use crate::record::{Interval, Seen, Session, initial_stats, log_held_out, log_icl, open_run_log};
 use crate::run::{RunDirTraining, write_checkpoint};
-use crate::stats::peak_memory_mib;
 
 /// How one invocation trains.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +32,9 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Print what happens (resume point, notices) on stderr.
     pub verbose: bool,
+    /// Resume on a dataset file whose content changed since the run started (recorded in
+    /// the run's `dataset.json`); refused otherwise.
+    pub allow_dataset_change: bool,
 }
 
 /// A short in-context rollout run every `train.icl_interval` steps: the model (inference
@@ -83,59 +85,6 @@ pub fn train_with_probe(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcom
     train(cfg, opts, probe.as_mut().map(|p| p as &mut dyn IclProbe))
 }
 
-/// Running sums of one summary interval.
-#[derive(Default)]
-struct Interval {
-    steps: usize,
-    seconds: f64,
-    sums: [f64; 5],
-    norm: Option<GradNorm>,
-}
-
-impl Interval {
-    fn add(&mut self, m: &LossMetrics, seconds: f64, norm: Option<GradNorm>) {
-        self.steps += 1;
-        self.seconds += seconds;
-        let v = [
-            m.total,
-            m.action,
-            m.token_type,
-            m.acc_action,
-            m.acc_token_type,
-        ];
-        for (s, x) in self.sums.iter_mut().zip(v) {
-            *s += x as f64;
-        }
-        if let Some(n) = norm {
-            self.norm = Some(match self.norm.take() {
-                Some(acc) => acc + n,
-                None => n,
-            });
-        }
-    }
-
-    /// `train/*` scalars: the interval's means, the learning rate, samples/s.
-    fn log(self, log: &mut RunLog, lr: f64, batch_size: usize, step: usize) {
-        let n = self.steps.max(1) as f64;
-        let tags = [
-            "train/loss",
-            "train/loss_action",
-            "train/loss_token_type",
-            "train/acc_action",
-            "train/acc_token_type",
-        ];
-        for (tag, sum) in tags.iter().zip(self.sums) {
-            log.scalar(tag, sum / n, step);
-        }
-        if let Some(norm) = self.norm {
-            log.scalar("train/grad_norm", norm.value() / n, step);
-        }
-        log.scalar("train/lr", lr, step);
-        let rate = self.steps as f64 * batch_size as f64 / self.seconds.max(1e-9);
-        log.scalar("train/samples_per_sec", rate, step);
-    }
-}
-
 /// Train on the history file `dataset_path` into `run_dir`, resuming from its newest
 /// checkpoint unless `opts.fresh`.
 pub fn train_at(
@@ -157,26 +106,19 @@ pub fn train_at(
             say(&notice);
         }
     }
-    // Data first: a bad dataset is refused before anything in the run folder changes.
+    // Data first: a bad or changed dataset is refused before the run folder changes.
     let data = TrainData::load(cfg, dataset_path, &say)?;
+    let record = dataset_record(&run, dataset_path, opts)?;
     let (mut learner, resumed) = open_run(&run, cfg, &data.model_cfg, opts.fresh, &say)?;
+    record.write(&run)?;
     let engine = learner.engine().as_str();
-    let start = resumed.as_ref().map_or(0, |(s, _)| s.step);
-    let mut seen = resumed.as_ref().map_or(Seen::default(), |(s, _)| Seen {
-        samples: s.samples_seen,
-        labels: s.labels_seen,
-        seconds: s.train_seconds,
-    });
+    let (start, mut seen) = match &resumed {
+        Some((s, _)) => (s.step, Seen::from(s)),
+        None => (0, Seen::default()),
+    };
     let mut checkpoint = resumed.map(|(_, d)| d);
     let mut last_ckpt_step = start;
-    say(&format!(
-        "{} train samples, {} held-out batches, {} parameters, backend {}, engine {engine}, steps {start}..{}",
-        data.train.n_samples(),
-        data.held_out.len(),
-        learner.num_params(),
-        backend::backend_name(),
-        t.steps
-    ));
+    say(&data.describe(&learner, start, t.steps));
     let outcome = |steps_done, checkpoint, stats| TrainOutcome {
         run_dir: run_dir.to_path_buf(),
         steps_done,
@@ -269,6 +211,18 @@ struct TrainData {
 }
 
 impl TrainData {
+    /// What this session trains, for the log.
+    fn describe(&self, learner: &Learner, start: usize, steps: usize) -> String {
+        format!(
+            "{} train samples, {} held-out batches, {} parameters, backend {}, engine {}, steps {start}..{steps}",
+            self.train.n_samples(),
+            self.held_out.len(),
+            learner.num_params(),
+            backend::backend_name(),
+            learner.engine().as_str(),
+        )
+    }
+
     fn load(cfg: &Config, dataset_path: &Path, say: &dyn Fn(&str)) -> Result<Self> {
         let t = &cfg.train;
         let train = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Train)?);
@@ -365,6 +319,25 @@ fn checked_step(
 
 /// Prepare the run folder (cleared when `fresh`; partial checkpoints removed; config written)
 /// and build the learner: resumed from the newest checkpoint with its state, or new.
+/// The dataset record this session trains under: a resumed run's own, checked against the
+/// file as it is now (before anything in the run folder changes), or the file's for a new run.
+fn dataset_record(run: &RunDir, dataset_path: &Path, opts: &TrainOptions) -> Result<DatasetRecord> {
+    let now = DatasetRecord::of_file(dataset_path)?;
+    let resuming = !opts.fresh && run.latest_checkpoint()?.is_some();
+    match DatasetRecord::read(run)? {
+        Some(mut recorded) if resuming => {
+            if recorded.check(&now, run, opts.allow_dataset_change)? && opts.verbose {
+                eprintln!(
+                    "train: --allow-dataset-change: going on with {} (hash {})",
+                    now.path, now.hash
+                );
+            }
+            Ok(recorded)
+        }
+        _ => Ok(now),
+    }
+}
+
 fn open_run(
     run: &RunDir,
     cfg: &Config,
@@ -404,130 +377,4 @@ fn open_run(
         ));
     }
     Ok((learner, resumed))
-}
-
-/// `train_stats.json` before this session's first step.
-fn initial_stats(
-    cfg: &Config,
-    engine: &str,
-    max_len: usize,
-    start: usize,
-    learner: &Learner,
-) -> TrainStats {
-    TrainStats {
-        backend: backend::backend_name().to_string(),
-        engine: engine.to_string(),
-        context: variant_name(&cfg.dataset.context),
-        objective: variant_name(&cfg.model.objective),
-        max_context_tokens: max_len,
-        batch_size: cfg.train.batch_size,
-        steps_done: start,
-        steps_total: cfg.train.steps,
-        samples_per_sec: 0.0,
-        labels_per_sec: 0.0,
-        labels_trained: 0,
-        seconds_per_step: 0.0,
-        mean_tokens: 0.0,
-        mean_padded_len: 0.0,
-        peak_memory_mib: 0.0,
-        n_params: learner.num_params(),
-    }
-}
-
-/// Totals over every session of a run, kept in its checkpoints.
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    samples: u64,
-    /// Supervised action labels.
-    labels: u64,
-    /// Seconds in training steps.
-    seconds: f64,
-}
-
-impl Seen {
-    fn add(&mut self, batch: &TokenBatch, seconds: f64) {
-        self.samples += batch.batch as u64;
-        self.labels += batch.n_labels() as u64;
-        self.seconds += seconds;
-    }
-}
-
-/// This invocation's totals, for `train_stats.json`.
-#[derive(Default)]
-struct Session {
-    steps: usize,
-    seconds: f64,
-    tokens: u64,
-    padded: u64,
-    labels: u64,
-}
-
-impl Session {
-    fn add(&mut self, batch: &TokenBatch, seconds: f64) {
-        self.steps += 1;
-        self.seconds += seconds;
-        self.tokens += batch.lengths.iter().sum::<usize>() as u64;
-        self.padded += (batch.batch * batch.seq_len) as u64;
-        self.labels += batch.n_labels() as u64;
-    }
-
-    fn fill(&self, stats: &mut TrainStats, done: usize, batch_size: usize) {
-        let samples = (self.steps * batch_size) as f64;
-        stats.steps_done = done;
-        stats.samples_per_sec = samples / self.seconds.max(1e-9);
-        stats.labels_per_sec = self.labels as f64 / self.seconds.max(1e-9);
-        stats.seconds_per_step = self.seconds / self.steps as f64;
-        stats.mean_tokens = self.tokens as f64 / samples;
-        stats.mean_padded_len = self.padded as f64 / samples;
-        stats.peak_memory_mib = peak_memory_mib().unwrap_or(0.0);
-    }
-}
-
-/// `test/*` scalars: the held-out batches' loss and accuracies.
-fn log_held_out(log: &mut RunLog, h: &LossMetrics, step: usize) {
-    log.scalar("test/loss", h.total as f64, step);
-    log.scalar("test/loss_action", h.action as f64, step);
-    log.scalar("test/acc_action", h.acc_action as f64, step);
-    log.scalar("test/loss_token_type", h.token_type as f64, step);
-    log.scalar("test/acc_token_type", h.acc_token_type as f64, step);
-}
-
-/// `icl/<set>_return` (mean over episodes), `icl/<set>_return_first` / `_last` against the
-/// training step, and the whole curve as `icl_curve/step_<step>/<set>_return` against the
-/// episode index.
-fn log_icl(log: &mut RunLog, set: &str, returns: &[f64], step: usize) {
-    if returns.is_empty() {
-        return;
-    }
-    let mean = returns.iter().sum::<f64>() / returns.len() as f64;
-    log.scalar(&format!("icl/{set}_return"), mean, step);
-    log.scalar(&format!("icl/{set}_return_first"), returns[0], step);
-    log.scalar(
-        &format!("icl/{set}_return_last"),
-        returns[returns.len() - 1],
-        step,
-    );
-    for (e, &r) in returns.iter().enumerate() {
-        log.scalar(&format!("icl_curve/step_{step:08}/{set}_return"), r, e);
-    }
-}
-
-/// tensorboard-rs names files by the second and pid: a second writer in the same second
-/// (a resume right after a stop, in one process) would overwrite the first one's file.
-fn open_run_log(dir: &Path) -> Result<RunLog> {
-    loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let prefix = format!("events.out.tfevents.{now:010}.");
-        let taken = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
-        if !taken {
-            return RunLog::create(dir);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 }

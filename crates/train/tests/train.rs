@@ -12,6 +12,7 @@ use ccad_core::history::{HistoryMeta, HistoryWriter, TaskHistory};
 use ccad_core::tokens::{TokenBatch, marker_at};
 use dataset::{Dataset, fixed_batches};
 use model::native::{NativeNet, reference_loss_and_grads};
+use model::run_folder::DatasetRecord;
 use model::run_folder::{CheckpointState, RunDir, TrainStats};
 use model::{AdModel, AdModelConfig};
 use train::learner::{BurnLearner, Learner};
@@ -631,4 +632,53 @@ fn a_checkpoint_continues_only_under_its_own_engine() {
     let dir = latest_checkpoint(&run).unwrap();
     assert_eq!(CheckpointState::read(&dir).unwrap().engine, "burn");
     assert!(dir.join("optimizer.bpk").is_file());
+}
+
+#[test]
+fn a_run_refuses_a_re_collected_dataset_unless_told() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&["train.steps=10"]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/changed");
+    let stop = TrainOptions {
+        stop_after: Some(7),
+        ..quiet()
+    };
+    train_at(&cfg, &f.data, &run, &stop, None).unwrap();
+    let read = || -> DatasetRecord {
+        serde_json::from_str(&std::fs::read_to_string(run.join("dataset.json")).unwrap()).unwrap()
+    };
+    let first = read();
+    assert_eq!(first.hash, ccad_core::hash::file_hash(&f.data).unwrap());
+
+    // The same file name, re-collected with another split.
+    write_history(&f.data, &config(&["train.steps=10", "env.split_seed=7"]));
+    let new_hash = ccad_core::hash::file_hash(&f.data).unwrap();
+    assert_ne!(new_hash, first.hash);
+    let e = train_at(&cfg, &f.data, &run, &quiet(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dataset.json: hash: the run trained on")
+            && e.contains(&first.hash)
+            && e.contains(&new_hash),
+        "{e}"
+    );
+    assert_eq!(read(), first, "a refused resume changes nothing");
+
+    let allow = TrainOptions {
+        allow_dataset_change: true,
+        ..quiet()
+    };
+    assert_eq!(
+        train_at(&cfg, &f.data, &run, &allow, None)
+            .unwrap()
+            .steps_done,
+        10
+    );
+    let now = read();
+    assert_eq!(
+        (now.hash.clone(), now.accepted_changes),
+        (new_hash.clone(), vec![new_hash])
+    );
 }

@@ -31,7 +31,10 @@ fn unknown_section_is_refused() {
 #[test]
 fn bad_value_names_field() {
     let e = parse("[train]\nbatch_size = 0\n").unwrap_err().to_string();
-    assert_eq!(e, "configs/x.toml: train.batch_size: must be > 0");
+    assert_eq!(
+        e,
+        "configs/x.toml: train.batch_size: must be in [1, 1000000], got 0"
+    );
     let e = parse("[model]\nd_model = 64\nn_heads = 5\n")
         .unwrap_err()
         .to_string();
@@ -86,7 +89,7 @@ fn overrides_apply_and_are_validated() {
     let e = Config::from_toml_str("", "f.toml", &["train.steps=0".into()])
         .unwrap_err()
         .to_string();
-    assert_eq!(e, "f.toml: train.steps: must be > 0");
+    assert_eq!(e, "f.toml: train.steps: must be in [1, 1000000000], got 0");
     let e = Config::from_toml_str("", "f.toml", &["trainsteps".into()])
         .unwrap_err()
         .to_string();
@@ -166,4 +169,32 @@ fn run_names_are_plain_paths_inside_runs() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("configs/x.toml: collect.dataset:"), "{e}");
+}
+
+#[test]
+fn huge_sizes_are_one_line_errors() {
+    for (ov, field) in [
+        ("env.horizon=2147483647", "env.horizon"),
+        ("env.grid=100000", "env.grid"),
+        ("train.batch_size=100000000000", "train.batch_size"),
+        ("model.d_model=1000000", "model.d_model"),
+        ("model.n_layers=100000", "model.n_layers"),
+        ("ppo.n_streams=10000000000", "ppo.n_streams"),
+        ("ppo.n_steps=10000000000", "ppo.n_steps"),
+        ("dataset.n_transit=100000000000", "dataset.n_transit"),
+        (
+            "collect.compress_interval=100000000000",
+            "collect.compress_interval",
+        ),
+        ("eval.episodes=100000000000", "eval.episodes"),
+    ] {
+        let e = Config::from_toml_str("", "configs/x.toml", &[ov.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("configs/x.toml: {field}: must be in [")),
+            "{ov}: {e}"
+        );
+        assert!(!e.contains('\n'));
+    }
 }

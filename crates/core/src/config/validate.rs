@@ -10,10 +10,14 @@ impl Config {
         env(&self.env)?;
         ppo(&self.ppo)?;
         collect(self)?;
-        if self.dataset.n_transit < 2 {
+        if !(2..=limits::TOKENS).contains(&self.dataset.n_transit) {
             return Err((
                 "dataset.n_transit",
-                format!("must be >= 2, got {}", self.dataset.n_transit),
+                format!(
+                    "must be in [2, {}], got {}",
+                    limits::TOKENS,
+                    self.dataset.n_transit
+                ),
             ));
         }
         pos("dataset.prefetch", self.dataset.prefetch)?;
@@ -21,6 +25,29 @@ impl Config {
         train(&self.train)?;
         eval(&self.eval)
     }
+}
+
+/// Upper bounds on sizes: far beyond any useful run, low enough that no product of them
+/// overflows and that a typo fails here in one line instead of as an allocation abort or an
+/// integer overflow deep inside a run.
+mod limits {
+    pub const GRID: usize = 1_000;
+    pub const HORIZON: usize = 1_000_000;
+    pub const STREAMS: usize = 100_000;
+    pub const ROLLOUT_STEPS: usize = 100_000;
+    pub const WIDTH: usize = 65_536;
+    pub const LAYERS: usize = 1_024;
+    pub const TOKENS: usize = 1_000_000;
+    pub const BATCH: usize = 1_000_000;
+    pub const COUNT: usize = 1_000_000_000;
+}
+
+/// `1 ..= max`.
+fn size(field: &'static str, v: usize, max: usize) -> Check {
+    if !(1..=max).contains(&v) {
+        return Err((field, format!("must be in [1, {max}], got {v}")));
+    }
+    Ok(())
 }
 
 fn pos(field: &'static str, v: usize) -> Check {
@@ -65,10 +92,13 @@ fn run_path(field: &'static str, name: &str) -> Check {
 }
 
 fn env(e: &EnvConfig) -> Check {
-    if e.grid < 2 {
-        return Err(("env.grid", format!("must be >= 2, got {}", e.grid)));
+    if !(2..=limits::GRID).contains(&e.grid) {
+        return Err((
+            "env.grid",
+            format!("must be in [2, {}], got {}", limits::GRID, e.grid),
+        ));
     }
-    pos("env.horizon", e.horizon)?;
+    size("env.horizon", e.horizon, limits::HORIZON)?;
     let available = e.name.task_count(e.grid);
     if e.n_tasks > available {
         return Err((
@@ -99,9 +129,16 @@ fn env(e: &EnvConfig) -> Check {
 }
 
 fn ppo(p: &PpoConfig) -> Check {
-    pos("ppo.n_streams", p.n_streams)?;
-    if p.n_steps < 2 {
-        return Err(("ppo.n_steps", format!("must be >= 2, got {}", p.n_steps)));
+    size("ppo.n_streams", p.n_streams, limits::STREAMS)?;
+    if !(2..=limits::ROLLOUT_STEPS).contains(&p.n_steps) {
+        return Err((
+            "ppo.n_steps",
+            format!(
+                "must be in [2, {}], got {}",
+                limits::ROLLOUT_STEPS,
+                p.n_steps
+            ),
+        ));
     }
     pos("ppo.minibatch_size", p.minibatch_size)?;
     if p.minibatch_size > p.n_streams * p.n_steps {
@@ -123,32 +160,32 @@ fn ppo(p: &PpoConfig) -> Check {
     range("ppo.ent_coef", p.ent_coef, 0.0, 1e3)?;
     range("ppo.vf_coef", p.vf_coef, 0.0, 1e3)?;
     positive("ppo.max_grad_norm", p.max_grad_norm)?;
-    pos("ppo.hidden", p.hidden)?;
-    pos("ppo.total_steps", p.total_steps)
+    size("ppo.hidden", p.hidden, limits::WIDTH)?;
+    size("ppo.total_steps", p.total_steps, limits::COUNT)
 }
 
 fn collect(cfg: &Config) -> Check {
     let ci = cfg.compress_interval();
-    if ci < 2 {
+    if !(2..=limits::TOKENS).contains(&ci) {
         return Err((
             "collect.compress_interval",
-            format!("must be >= 2, got {ci}"),
+            format!("must be in [2, {}], got {ci}", limits::TOKENS),
         ));
     }
     plain_name("collect.dataset", &cfg.collect.dataset)
 }
 
 fn model(m: &ModelConfig) -> Check {
-    pos("model.d_model", m.d_model)?;
-    pos("model.n_layers", m.n_layers)?;
-    pos("model.n_heads", m.n_heads)?;
+    size("model.d_model", m.d_model, limits::WIDTH)?;
+    size("model.n_layers", m.n_layers, limits::LAYERS)?;
+    size("model.n_heads", m.n_heads, m.d_model)?;
     if !m.d_model.is_multiple_of(m.n_heads) {
         return Err((
             "model.n_heads",
             format!("must divide d_model = {}, got {}", m.d_model, m.n_heads),
         ));
     }
-    pos("model.d_ff", m.d_ff)?;
+    size("model.d_ff", m.d_ff, limits::WIDTH * 16)?;
     if !(0.0..1.0).contains(&m.dropout) {
         return Err((
             "model.dropout",
@@ -160,8 +197,8 @@ fn model(m: &ModelConfig) -> Check {
 
 fn train(t: &TrainConfig) -> Check {
     run_path("train.run", &t.run)?;
-    pos("train.batch_size", t.batch_size)?;
-    pos("train.steps", t.steps)?;
+    size("train.batch_size", t.batch_size, limits::BATCH)?;
+    size("train.steps", t.steps, limits::COUNT)?;
     positive("train.lr", t.lr)?;
     range("train.beta1", t.beta1, 0.0, 0.999_999)?;
     range("train.beta2", t.beta2, 0.0, 0.999_999)?;
@@ -176,7 +213,7 @@ fn train(t: &TrainConfig) -> Check {
 }
 
 fn eval(v: &EvalConfig) -> Check {
-    pos("eval.episodes", v.episodes)?;
-    pos("eval.seeds", v.seeds)?;
+    size("eval.episodes", v.episodes, limits::COUNT)?;
+    size("eval.seeds", v.seeds, limits::BATCH)?;
     positive("eval.temperature", v.temperature)
 }

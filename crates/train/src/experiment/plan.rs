@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use ccad_core::Result;
 use ccad_core::cli::check_split;
 use ccad_core::config::{Config, TaskSet};
 use ccad_core::env::make_env;
 use ccad_core::error::ConfigError;
+use ccad_core::hash::{FNV_OFFSET, fnv1a};
 use ccad_core::history::HistoryReader;
-use ccad_core::{Error, Result};
 use serde::Serialize;
 
 use super::file::{Budget, Experiment, steps_for_labels};
@@ -82,32 +83,6 @@ pub fn dataset_name(cfg: &Config) -> String {
         toml::to_string(&c.collect).expect("collect serialises"),
     );
     format!("exp-{:016x}", fnv1a(text.as_bytes(), FNV_OFFSET))
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// 64-bit FNV-1a, continuing from `state` (stable across Rust versions, unlike `DefaultHasher`).
-pub fn fnv1a(bytes: &[u8], mut state: u64) -> u64 {
-    for &b in bytes {
-        state ^= b as u64;
-        state = state.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    state
-}
-
-/// FNV-1a of a file's bytes, as 16 hex digits.
-pub fn file_hash(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut h = FNV_OFFSET;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            return Ok(format!("{h:016x}"));
-        }
-        h = fnv1a(&buf[..n], h);
-    }
 }
 
 /// The cells, seed-major (every arm's seed 0, then seed 1, …) so a partial experiment is
@@ -192,19 +167,6 @@ pub fn source_curve(path: &Path, cfg: &Config) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv1a_of_known_strings() {
-        // Published FNV-1a 64 test vectors.
-        assert_eq!(fnv1a(b"", FNV_OFFSET), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a", FNV_OFFSET), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar", FNV_OFFSET), 0x8594_4171_f739_67e8);
-        // Chunked = whole.
-        assert_eq!(
-            fnv1a(b"bar", fnv1a(b"foo", FNV_OFFSET)),
-            fnv1a(b"foobar", FNV_OFFSET)
-        );
-    }
 
     #[test]
     fn datasets_are_named_by_what_they_collect() {

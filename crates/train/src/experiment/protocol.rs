@@ -8,7 +8,9 @@ use ccad_core::atomic::write_atomic;
 use serde::Serialize;
 
 use super::file::Experiment;
-use super::plan::{ArmPlan, Cell, file_hash};
+use ccad_core::hash::file_hash;
+
+use super::plan::{ArmPlan, Cell};
 use super::runner::git_commit;
 
 #[derive(Serialize)]

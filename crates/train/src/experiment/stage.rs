@@ -51,6 +51,7 @@ pub fn run_stage(stage: Stage, path: &Path, log_dir: Option<PathBuf>) -> Result<
                 stop_after: None,
                 progress: true,
                 verbose: true,
+                allow_dataset_change: false,
             };
             crate::train_with_probe(&cfg, &opts)?;
         }
