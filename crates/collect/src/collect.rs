@@ -91,9 +91,21 @@ pub fn check_output(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// `.NAME.lock` beside an output file.
+fn lock_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    dest.with_file_name(format!(".{name}.lock"))
+}
+
 /// The whole collect stage: train every task's learner, log, write the dataset atomically.
 pub fn collect(cfg: &Config, opts: &CollectOptions) -> Result<Report> {
     let dest = opts.out.clone().unwrap_or_else(|| cfg.dataset_path());
+    // One writer per output: the existence check below and the final rename are then not racing
+    // another collect.
+    let _lock = ccad_core::lock::Lock::acquire(&lock_path(&dest), &dest)?;
     check_output(&dest, opts.force)?;
     let env = make_env(&cfg.env);
     let (train, test) = checked_split(&cfg.env, env.as_ref(), env.n_tasks())?;

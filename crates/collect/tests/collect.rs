@@ -163,6 +163,28 @@ fn same_config_same_dataset() {
 }
 
 #[test]
+fn a_second_writer_of_one_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another collect (here: this process) is writing a.hdf5.
+    let lock =
+        ccad_core::lock::Lock::acquire(&dir.path().join(".a.hdf5.lock"), dir.path()).unwrap();
+    let err = run(&tiny_config(), dir.path(), "a.hdf5", true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("lock: in use by process {}", std::process::id())),
+        "{err}"
+    );
+    assert!(!dir.path().join("a.hdf5").exists());
+    drop(lock);
+    run(&tiny_config(), dir.path(), "a.hdf5", true).unwrap();
+    assert!(
+        !dir.path().join(".a.hdf5.lock").exists(),
+        "the lock is released"
+    );
+}
+
+#[test]
 fn refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.hdf5");

@@ -68,10 +68,6 @@ impl Drop for TempPath {
 /// their rename). A live process's temporary file is left alone; where liveness cannot be
 /// checked (no `/proc`), nothing is removed. Failures are ignored: this is tidying only.
 fn remove_stale_temps(dir: &Path, name: &str) {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
     let prefix = format!(".{name}.tmp-");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -84,7 +80,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !proc.join(pid.to_string()).exists() {
+        if crate::lock::process_alive(pid) == Some(false) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod hash;
 pub mod history;
 pub mod kernels;
+pub mod lock;
 pub mod progress;
 pub mod seed;
 pub mod tb;

@@ -123,6 +123,18 @@ impl RunDir {
         self.root.join(DATASET_FILE)
     }
 
+    /// `runs/.<run>.lock`, beside the folder (a fresh start deletes the folder itself): held by
+    /// the one process training this run.
+    pub fn lock_path(&self) -> PathBuf {
+        let name = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let parent = self.root.parent().unwrap_or(Path::new("."));
+        parent.join(format!(".{name}.lock"))
+    }
+
     /// Complete checkpoints `(step, folder)`, oldest first; none if the folder is missing.
     /// Partial and malformed names are ignored.
     pub fn list_checkpoints(&self) -> Result<Vec<(usize, PathBuf)>> {

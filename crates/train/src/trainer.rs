@@ -101,6 +101,7 @@ pub fn train_at(
         }
     };
     let run = RunDir::new(run_dir);
+    let _lock = ccad_core::lock::Lock::acquire(&run.lock_path(), run_dir)?;
     if !opts.fresh {
         for notice in run.check_config(cfg)? {
             say(&notice);

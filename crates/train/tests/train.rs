@@ -317,6 +317,29 @@ fn resuming_after_a_kill_gives_the_uninterrupted_parameters(engine: &str) {
 }
 
 #[test]
+fn a_second_trainer_of_one_run_is_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config(&["train.steps=5"]);
+    let f = fixture(&cfg);
+    let run = f.root.join("runs/busy");
+    // Another train (here: this process) holds the run.
+    let lock = ccad_core::lock::Lock::acquire(&RunDir::new(&run).lock_path(), &run).unwrap();
+    let e = train_at(&cfg, &f.data, &run, &quiet(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("busy: lock: in use by process"), "{e}");
+    assert!(!run.exists(), "nothing written");
+    drop(lock);
+    assert_eq!(
+        train_at(&cfg, &f.data, &run, &quiet(), None)
+            .unwrap()
+            .steps_done,
+        5
+    );
+    assert!(!RunDir::new(&run).lock_path().exists());
+}
+
+#[test]
 fn a_run_folder_of_another_config_is_refused_unless_fresh() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = config(&["train.steps=5"]);
