@@ -125,6 +125,12 @@ fn an_experiment_runs_resumes_and_reports() {
         (4, 4)
     );
     assert!(m.commands.iter().all(|c| c.status == Some(0)));
+    // Every command names the code that ran it, and the report says which code produced it.
+    assert!(
+        m.commands
+            .iter()
+            .all(|c| c.commit == ccad_core::BUILD_COMMIT)
+    );
     let datasets: Vec<_> = std::fs::read_dir(d.join("datasets")).unwrap().collect();
     assert_eq!(datasets.len(), 1);
 
@@ -172,6 +178,10 @@ fn an_experiment_runs_resumes_and_reports() {
     );
     let report = std::fs::read_to_string(r.join("report.md")).unwrap();
     assert!(report.contains("Cells finished: 4 of 4."), "{report}");
+    assert!(
+        report.contains(&format!("ran on code at `{}`", ccad_core::BUILD_COMMIT)),
+        "{report}"
+    );
 
     // Again: everything is done, nothing runs.
     let (ok, err) = run(d);

@@ -11,14 +11,14 @@ use super::file::Experiment;
 use ccad_core::hash::file_hash;
 
 use super::plan::{ArmPlan, Cell};
-use super::runner::git_commit;
 
 #[derive(Serialize)]
 struct Protocol<'a> {
     experiment: &'a Experiment,
     /// The experiment file as it was read.
     file_text: String,
-    git_commit: String,
+    /// The commit of the binary that wrote this file (`ccad_core::BUILD_COMMIT`).
+    build_commit: String,
     arms: Vec<ArmRecord>,
     cells: &'a [Cell],
 }
@@ -60,7 +60,7 @@ pub fn write(exp: &Experiment, arms: &[ArmPlan], cells: &[Cell], root: &Path) ->
     let protocol = Protocol {
         experiment: exp,
         file_text: std::fs::read_to_string(&exp.file).unwrap_or_default(),
-        git_commit: git_commit(),
+        build_commit: ccad_core::BUILD_COMMIT.to_string(),
         arms: records,
         cells,
     };

@@ -10,7 +10,7 @@ use super::file::{Budget, Experiment};
 use super::metrics::{arm_curves, paired_rows, summarise};
 use super::outputs;
 use super::plan;
-use super::runner::{RunOutcome, git_commit};
+use super::runner::RunOutcome;
 
 /// Write every result file of `out` into `root`.
 pub fn write_all(exp: &Experiment, out: &RunOutcome, root: &Path) -> Result<()> {
@@ -52,11 +52,15 @@ fn preamble(exp: &Experiment, out: &RunOutcome) -> String {
     let w = &mut s;
     let _ = writeln!(
         w,
-        "Experiment file `{}`, code at `{}`. Reproduce: `cargo run --release -p train --bin \
-         experiment -- {}` (finished cells are kept; `protocol.json` has every resolved config, \
-         `manifest.json` every command).\n",
+        "Experiment file `{}`; the finished cells ran on code at {}. Reproduce: `cargo run \
+         --release -p train --bin experiment -- {}` (finished cells are kept; `protocol.json` has \
+         every resolved config, `manifest.json` every command with its binary's commit).\n",
         exp.file.display(),
-        git_commit(),
+        out.commits
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
         exp.file.display()
     );
     let budget = match exp.budget {

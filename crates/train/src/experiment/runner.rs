@@ -42,6 +42,10 @@ pub struct CommandRecord {
     pub wall_s: f64,
     /// Where its output went.
     pub log: String,
+    /// The commit of the binary that ran it (`ccad_core::BUILD_COMMIT`; empty in manifests
+    /// written before it was recorded).
+    #[serde(default)]
+    pub commit: String,
 }
 
 /// `manifest.json`: every command of every session of the experiment, in order.
@@ -53,6 +57,9 @@ pub struct Manifest {
 /// What a run of the experiment ended with.
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// The distinct commits of the binaries whose commands produced the finished cells, in
+    /// order of first use ("unknown" for commands recorded before commits were).
+    pub commits: Vec<String>,
     pub cells: Vec<CellOutcome>,
     /// `(arm, seed, message)` of each failed cell.
     pub failed: Vec<(String, u64, String)>,
@@ -131,6 +138,7 @@ impl Runner {
             status: code,
             wall_s,
             log: log.display().to_string(),
+            commit: ccad_core::BUILD_COMMIT.to_string(),
         });
         self.save_manifest()?;
         match status {
@@ -142,6 +150,36 @@ impl Runner {
             )),
             Err(e) => Err(Error::io(&self.exe, e)),
         }
+    }
+
+    /// Commits of the binaries that ran the train and evaluate commands of the finished
+    /// `cells` (see [`RunOutcome::commits`]).
+    pub fn commits_of(&self, cells: &[Cell]) -> Vec<String> {
+        let logs: Vec<String> = cells
+            .iter()
+            .filter(|c| done_record(c).is_some())
+            .flat_map(|c| {
+                let dir = c.dir();
+                ["train.log", "evaluate.log"].map(|l| dir.join(l).display().to_string())
+            })
+            .collect();
+        let mut out: Vec<String> = Vec::new();
+        for c in self
+            .manifest
+            .commands
+            .iter()
+            .filter(|c| logs.contains(&c.log))
+        {
+            let commit = if c.commit.is_empty() {
+                "unknown"
+            } else {
+                &c.commit
+            };
+            if !out.iter().any(|o| o == commit) {
+                out.push(commit.to_string());
+            }
+        }
+        out
     }
 
     /// Collect every distinct dataset the arms need that is not already there.
@@ -280,27 +318,6 @@ fn last_line(log: &Path) -> String {
         .unwrap_or_else(|| "no output".into())
 }
 
-/// `git rev-parse HEAD`, with `+dirty` when tracked files changed; "unknown" outside a
-/// checkout.
-pub fn git_commit() -> String {
-    let out = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match out(&["rev-parse", "HEAD"]) {
-        Some(head) => {
-            let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty { format!("{head}+dirty") } else { head }
-        }
-        None => "unknown".into(),
-    }
-}
-
 /// Plan, collect, run the cells and gather what finished.
 pub fn run(exp: &Experiment, runner: &mut Runner) -> Result<RunOutcome> {
     let arms = plan::arms(exp)?;
@@ -315,6 +332,7 @@ pub fn run(exp: &Experiment, runner: &mut Runner) -> Result<RunOutcome> {
         }
     }
     Ok(RunOutcome {
+        commits: runner.commits_of(&cells),
         cells: outcomes,
         failed,
         arms,
