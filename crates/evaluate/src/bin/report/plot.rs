@@ -5,7 +5,7 @@
 //! system (Debian: `fonts-dejavu-core`); ccad ships no font. Without one the plot is drawn
 //! without text (the markdown names the runs).
 
-use evaluate::plot_style::{COLOURS, FONT, encode_png};
+use evaluate::plot_style::{COLOURS, draw_legend, encode_png, episode_chart};
 use plotters::prelude::*;
 
 use crate::curves::{Curve, TARGET};
@@ -43,29 +43,11 @@ fn draw(
     let x_max = (episodes as f64).max(2.0);
 
     let root = BitMapBackend::with_buffer(rgb, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(16);
-    if text {
-        builder
-            .caption(
-                "In-context learning on evaluated tasks (mean ± s.e. over tasks × seeds)",
-                (FONT, 20),
-            )
-            .x_label_area_size(44)
-            .y_label_area_size(56);
-    }
-    let mut chart = builder.build_cartesian_2d(1.0..x_max, (lo - pad)..(hi + pad))?;
-    if text {
-        chart
-            .configure_mesh()
-            .x_desc("episode")
-            .y_desc("return / optimal return")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
-            .draw()?;
-    }
+    let captions = (
+        "In-context learning on evaluated tasks (mean ± s.e. over tasks × seeds)",
+        "return / optimal return",
+    );
+    let mut chart = episode_chart(&root, captions, x_max, (lo - pad)..(hi + pad), text)?;
 
     chart.draw_series(DashedLineSeries::new(
         [(1.0, TARGET), (x_max, TARGET)],
@@ -91,13 +73,7 @@ fn draw(
         }
     }
     if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        draw_legend(&mut chart)?;
     }
     root.present()?;
     Ok(())

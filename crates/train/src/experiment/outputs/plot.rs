@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ccad_core::atomic::write_atomic;
 use ccad_core::{Error, Result};
-use evaluate::plot_style::{COLOURS, FONT, encode_png, system_font};
+use evaluate::plot_style::{COLOURS, draw_legend, encode_png, episode_chart, system_font};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -106,31 +106,11 @@ fn draw(
     let pad = 0.05 * (hi - lo);
 
     let root = BitMapBackend::with_buffer(rgb, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(16);
-    if text {
-        builder
-            .caption(
-                "In-context learning per arm (mean ± s.e.m. over training seeds)",
-                (FONT, 20),
-            )
-            .x_label_area_size(44)
-            .y_label_area_size(56);
-    }
-    let mut chart = builder.build_cartesian_2d(1.0..x_max, (lo - pad)..(hi + pad))?;
-    if text {
-        chart
-            .configure_mesh()
-            .x_desc("episode")
-            .y_desc("return (mean over held-out tasks × evaluation seeds)")
-            // At most one label per whole episode.
-            .x_labels((x_max as usize).clamp(2, 11))
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
-            .draw()?;
-    }
+    let captions = (
+        "In-context learning per arm (mean ± s.e.m. over training seeds)",
+        "return (mean over held-out tasks × evaluation seeds)",
+    );
+    let mut chart = episode_chart(&root, captions, x_max, (lo - pad)..(hi + pad), text)?;
 
     for (i, (c, band)) in curves.iter().zip(&bands).enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
@@ -169,13 +149,7 @@ fn draw(
         }
     }
     if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        draw_legend(&mut chart)?;
     }
     root.present()?;
     Ok(())
