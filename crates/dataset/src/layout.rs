@@ -5,13 +5,14 @@
 use std::ops::Range;
 
 use ccad_core::context::{HistoryView, RegionSpan, SequenceSink, Visibility};
-use ccad_core::tokens::{IGNORE, token_kind};
+use ccad_core::tokens::{IGNORE, NO_SLOT, token_kind};
 
 use crate::history::Histories;
 use crate::{Corpus, Region};
 
 pub use ccad_core::context::{
-    CompressedDense, CompressedQuery, ContextLayout, WindowDense, WindowQuery, layout_for,
+    CompressedDense, CompressedQuery, ContextLayout, MemoryDense, WindowDense, WindowQuery,
+    layout_for,
 };
 
 fn span(r: &Region) -> RegionSpan {
@@ -100,6 +101,8 @@ pub struct Row<'a> {
     pub(crate) target_action: &'a mut [i32],
     pub(crate) target_type: &'a mut [i32],
     pub(crate) visibility: &'a mut Visibility,
+    pub(crate) slot: &'a mut [i32],
+    pub(crate) region: &'a mut [i32],
     pub(crate) len: usize,
 }
 
@@ -154,6 +157,13 @@ impl SequenceSink for Row<'_> {
     fn query(&mut self, g: usize) -> usize {
         let pos = self.push(token_kind::QUERY);
         self.state_index[pos] = self.histories.state_index[g] as i32;
+        pos
+    }
+
+    fn memory(&mut self, slot: usize, region: Option<usize>) -> usize {
+        let pos = self.push(token_kind::MEMORY);
+        self.slot[pos] = slot as i32;
+        self.region[pos] = region.map_or(NO_SLOT, |r| r as i32);
         pos
     }
 

@@ -156,6 +156,11 @@ impl Dataset {
         self.layout.feat_dim(h.obs_dim, h.n_actions)
     }
 
+    /// Memory or kept-token slots the layout's tokens carry (the model's slot table).
+    pub fn slots(&self) -> usize {
+        self.layout.slots()
+    }
+
     /// The batch of `samples`, in that order, padded to its longest sequence. Rows are
     /// written in parallel.
     pub fn batch(&self, samples: &[usize]) -> TokenBatch {
@@ -175,19 +180,23 @@ impl Dataset {
             .zip(b.target_action.chunks_mut(seq_len))
             .zip(b.target_type.chunks_mut(seq_len))
             .zip(b.visibility.iter_mut())
+            .zip(b.slot.chunks_mut(seq_len).zip(b.region.chunks_mut(seq_len)))
             .map(
-                |(((((features, kinds), state_index), target_action), target_type), visibility)| {
-                    Row {
-                        histories,
-                        feat_dim: fd,
-                        features,
-                        kinds,
-                        state_index,
-                        target_action,
-                        target_type,
-                        visibility,
-                        len: 0,
-                    }
+                |(
+                    (((((features, kinds), state_index), target_action), target_type), visibility),
+                    (slot, region),
+                )| Row {
+                    histories,
+                    feat_dim: fd,
+                    features,
+                    kinds,
+                    state_index,
+                    target_action,
+                    target_type,
+                    visibility,
+                    slot,
+                    region,
+                    len: 0,
                 },
             )
             .collect();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ccad_core::config::{Config, TaskSet};
 use ccad_core::context::Visibility;
 use ccad_core::history::{FORMAT_VERSION, HistoryMeta, HistoryWriter, TaskHistory};
-use ccad_core::tokens::{IGNORE, TokenBatch};
+use ccad_core::tokens::{IGNORE, NO_SLOT, TokenBatch};
 use dataset::{Dataset, Histories, Sampler, fixed_batches, sequential_batches};
 
 const CONFIG: &str = "[env]\ngrid = 3\nhorizon = 4\n[collect]\ncompress_interval = 3\n\
@@ -169,6 +169,8 @@ fn compressed_batch_by_hand() {
             I, 0, I, I, I, I, I, I,
         ],
         visibility: vec![Visibility::Causal; 3],
+        slot: vec![NO_SLOT; 24],
+        region: vec![NO_SLOT; 24],
     };
     assert_eq!(b, want);
 }
@@ -192,6 +194,8 @@ fn window_batch_by_hand() {
         target_action: vec![I, I, 4, I, I, 0, 1, I, I],
         target_type: vec![I, I, 0, I, I, 2, 0, I, I],
         visibility: vec![Visibility::Causal; 3],
+        slot: vec![NO_SLOT; 9],
+        region: vec![NO_SLOT; 9],
     };
     assert_eq!(b, want);
 }
@@ -354,6 +358,8 @@ fn compressed_dense_batch_by_hand() {
             I, 0, 0, 2, I, I, I, I,
         ],
         visibility: vec![Visibility::Causal; 2],
+        slot: vec![NO_SLOT; 16],
+        region: vec![NO_SLOT; 16],
     };
     assert_eq!(b, want);
     // A pass supervises each of the 10 transitions once.
@@ -384,6 +390,8 @@ fn window_dense_batch_by_hand() {
         target_action: vec![3, 4, I, 1, 4, 0],
         target_type: vec![0, 0, I, 0, 0, 2],
         visibility: vec![Visibility::Causal; 2],
+        slot: vec![NO_SLOT; 6],
+        region: vec![NO_SLOT; 6],
     };
     assert_eq!(b, want);
     let labels: usize = sequential_batches(&ds, 3).map(|b| b.n_labels()).sum();

@@ -224,10 +224,7 @@ impl<'a> Rollout<'a> {
         // the replaced query starts over inside the decoder without its context shifting.
         self.stats.rows_rebuilt += changes.iter().filter(|c| **c == Change::Shifted).count();
         for r in &rows {
-            let keys = |p: usize| match r.visibility {
-                v if v.is_causal() => p + 1,
-                v => (0..=p).filter(|&j| v.allows(p, j)).count(),
-            };
+            let keys = |p: usize| r.visibility.keys_read(p);
             let last = keys(r.len() - 1);
             self.stats.reads += 1;
             self.stats.keys_read += last as u64;

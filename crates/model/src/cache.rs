@@ -15,6 +15,9 @@ use crate::bias::attention_bias;
 use crate::model::{MASKED, TokenTensors};
 use crate::{AdModel, Token, batch_from_tokens};
 
+/// A row's new slots, each a weighted sum of old slots: `(old slot, weight)` lists.
+pub type SlotMap = Vec<Vec<(usize, f32)>>;
+
 /// Logits at one position per row: `action [n, n_actions]`, `token_type [n, 3]`.
 pub type StepLogits = crate::Logits<2>;
 
@@ -227,7 +230,24 @@ impl KvCache {
     /// # Panics
     /// If a row given a token is full (`len == capacity`).
     pub fn append_rows(&mut self, model: &AdModel, tokens: &[Option<Token>]) -> StepLogits {
+        let positions: Vec<usize> = self
+            .lengths
+            .iter()
+            .map(|&s| s.min(self.capacity - 1))
+            .collect();
+        self.append_rows_at(model, tokens, &positions)
+    }
+
+    /// [`append_rows`](Self::append_rows) with each row's token at the given position
+    /// (a chained row's position inside its block, 0 for slot tokens) instead of its slot.
+    pub fn append_rows_at(
+        &mut self,
+        model: &AdModel,
+        tokens: &[Option<Token>],
+        positions: &[usize],
+    ) -> StepLogits {
         let rows = self.rows();
+        assert_eq!(positions.len(), rows, "append needs one position per row");
         assert_eq!(tokens.len(), rows, "append needs one entry per row");
         for (r, t) in tokens.iter().enumerate() {
             assert!(
@@ -246,7 +266,8 @@ impl KvCache {
         let batch = batch_from_tokens(&step, c.feat_dim);
         let tokens_t = TokenTensors::new(&batch, c, &self.device);
         let slots: Vec<usize> = self.lengths.clone();
-        let positions: Vec<usize> = slots.iter().map(|&s| s.min(self.capacity - 1)).collect();
+        let max = c.max_len - 1;
+        let positions: Vec<usize> = positions.iter().map(|&p| p.min(max)).collect();
         let x = model.embed(&tokens_t, model.positions_at(&positions, &self.device));
 
         // Slot mask [rows, 1, capacity, 1] (nothing for a full idle row) and the visibility
@@ -292,6 +313,62 @@ impl KvCache {
             }
         }
         model.heads(h.reshape([rows, c.d_model]))
+    }
+}
+
+impl KvCache {
+    /// Hold at least `capacity` slots per row (new slots are zero and invisible).
+    pub fn ensure_capacity(&mut self, capacity: usize) {
+        if capacity <= self.capacity {
+            return;
+        }
+        let grow = capacity.max(2 * self.capacity) - self.capacity;
+        let pad = |t: Tensor<4>| {
+            let [b, h, _, dh] = t.dims();
+            let zeros = Tensor::zeros([b, h, grow, dh], &t.device());
+            Tensor::cat(vec![t, zeros], 2)
+        };
+        for l in 0..self.keys.len() {
+            self.keys[l] = pad(self.keys[l].clone());
+            self.values[l] = pad(self.values[l].clone());
+        }
+        self.capacity += grow;
+    }
+
+    /// Rewrite some rows' slots, at every layer: slot `j` of row `r` becomes
+    /// `Σ weight · old slot` over `sources[j]`, and the row holds `sources.len()` slots. A
+    /// chain's memory folds this way when its block ends (concat: the old memory, then the
+    /// block's memory tokens; merge: each slot's running mean updated with the new one).
+    /// Rows not listed keep their slots exactly (their map is the identity).
+    pub fn remap(&mut self, rows: &[(usize, SlotMap)]) {
+        if rows.is_empty() {
+            return;
+        }
+        let (n, cap) = (self.rows(), self.capacity);
+        let mut w = vec![0.0f32; n * cap * cap];
+        for r in 0..n {
+            for j in 0..cap {
+                w[(r * cap + j) * cap + j] = 1.0;
+            }
+        }
+        for (r, sources) in rows {
+            let block = &mut w[r * cap * cap..(r + 1) * cap * cap];
+            block.fill(0.0);
+            for (j, src) in sources.iter().enumerate() {
+                for &(from, weight) in src {
+                    assert!(from < self.lengths[*r], "row {r}: slot {from} is not held");
+                    block[j * cap + from] = weight;
+                }
+            }
+            self.lengths[*r] = sources.len();
+        }
+        let heads = self.keys[0].dims()[1];
+        let w = Tensor::<4>::from_data(TensorData::new(w, [n, 1, cap, cap]), &self.device)
+            .repeat_dim(1, heads);
+        for l in 0..self.keys.len() {
+            self.keys[l] = w.clone().matmul(self.keys[l].clone());
+            self.values[l] = w.clone().matmul(self.values[l].clone());
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use ccad_core::config::ModelConfig;
 use ccad_core::env::Environment;
 use ccad_core::error::{Error, Result};
+use ccad_core::tokens::token_type;
 use serde::{Deserialize, Serialize};
 
 use crate::AdModel;
@@ -36,6 +37,18 @@ pub struct AdModelConfig {
     pub attention_dropout: f64,
     /// `loss = CE(action) + type_loss_weight · CE(token type)`.
     pub type_loss_weight: f64,
+    /// Rows of the token-type embedding: 3 (transition or query, `<c>`, `</c>`), or 5 when
+    /// the model also embeds memory and kept tokens. Older model.json files lack it: 3.
+    #[serde(default = "three_token_types")]
+    pub token_types: usize,
+    /// Memory slots (or kept-token slots) the model embeds; 0: none, and no slot table
+    /// (`ccad_core::tokens::slot_table`). Older model.json files lack it: 0.
+    #[serde(default)]
+    pub slots: usize,
+}
+
+fn three_token_types() -> usize {
+    token_type::COUNT
 }
 
 /// The data's side of a model's shape: what the environment and the token layout report.
@@ -45,20 +58,23 @@ pub struct DataDims {
     pub feat_dim: usize,
     pub n_states: usize,
     pub n_actions: usize,
-    /// Longest sequence the token layout produces.
+    /// Longest sequence the token layout produces (positions, for chained layouts).
     pub max_len: usize,
+    /// Memory or kept-token slots the layout embeds (0 for layouts without them).
+    pub slots: usize,
 }
 
 impl DataDims {
     /// States and actions from `env`; feature width and longest sequence from the token
     /// layout (the dataset's `feat_dim()` / `max_len()` in training, the context in
     /// evaluation).
-    pub fn new(env: &dyn Environment, feat_dim: usize, max_len: usize) -> Self {
+    pub fn new(env: &dyn Environment, feat_dim: usize, max_len: usize, slots: usize) -> Self {
         Self {
             feat_dim,
             n_states: env.n_states(),
             n_actions: env.n_actions(),
             max_len,
+            slots,
         }
     }
 }
@@ -78,6 +94,15 @@ impl AdModelConfig {
         tokens as f64 * per_token + keys as f64 * per_key + reads as f64 * heads
     }
 
+    /// Token kinds the model embeds: up to the query, or also memory and kept tokens.
+    pub fn kinds(&self) -> usize {
+        if self.token_types > token_type::COUNT {
+            ccad_core::tokens::token_kind::COUNT
+        } else {
+            ccad_core::tokens::token_kind::QUERY as usize + 1
+        }
+    }
+
     /// The model a run trains: the config's `[model]` section over the data's dimensions.
     /// Training builds its model with it and evaluation checks a checkpoint against it.
     pub fn for_data(model: &ModelConfig, data: DataDims) -> Self {
@@ -88,6 +113,20 @@ impl AdModelConfig {
             data.n_actions,
             data.max_len,
         )
+        .with_slots(data.slots)
+    }
+
+    /// The same model embedding `slots` memory or kept-token slots (and then 5 token types).
+    pub fn with_slots(self, slots: usize) -> Self {
+        Self {
+            slots,
+            token_types: if slots > 0 {
+                token_type::WITH_MEMORY
+            } else {
+                token_type::COUNT
+            },
+            ..self
+        }
     }
 
     /// The dimensions this model was built for.
@@ -97,6 +136,7 @@ impl AdModelConfig {
             n_states: self.n_states,
             n_actions: self.n_actions,
             max_len: self.max_len,
+            slots: self.slots,
         }
     }
 
@@ -121,6 +161,8 @@ impl AdModelConfig {
             dropout: model.dropout,
             attention_dropout: model.dropout,
             type_loss_weight: model.type_loss_weight,
+            token_types: token_type::COUNT,
+            slots: 0,
         }
     }
 
@@ -157,6 +199,22 @@ impl AdModelConfig {
             if !(0.0..1.0).contains(&p) {
                 return Err((field, format!("must be in [0, 1), got {p}")));
             }
+        }
+        let types = [token_type::COUNT, token_type::WITH_MEMORY];
+        if !types.contains(&self.token_types) {
+            return Err((
+                "token_types",
+                format!("must be 3 or 5, got {}", self.token_types),
+            ));
+        }
+        if self.slots > 1_024 || (self.slots > 0) != (self.token_types == token_type::WITH_MEMORY) {
+            return Err((
+                "slots",
+                format!(
+                    "must be in [0, 1024], and > 0 exactly when token_types is 5; got {} with {} token types",
+                    self.slots, self.token_types
+                ),
+            ));
         }
         if !(self.type_loss_weight >= 0.0 && self.type_loss_weight.is_finite()) {
             return Err((
@@ -238,14 +296,15 @@ mod tests {
         // What train's trainer and bench built before: `new(&cfg.model, ds.feat_dim(),
         // env.n_states(), env.n_actions(), ds.max_len())`, Dark Room 9x9 with I = 80.
         let env = ccad_core::env::make_env(&ccad_core::config::EnvConfig::default());
-        let dims = DataDims::new(env.as_ref(), 10, 163);
+        let dims = DataDims::new(env.as_ref(), 10, 163, 0);
         assert_eq!(
             dims,
             DataDims {
                 feat_dim: 10,
                 n_states: 81,
                 n_actions: 5,
-                max_len: 163
+                max_len: 163,
+                slots: 0,
             }
         );
         let model = ModelConfig::default();
@@ -299,5 +358,28 @@ mod tests {
         std::fs::write(&p, bad.to_string()).unwrap();
         let err = AdModelConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("model.json: n_heads: must divide"), "{err}");
+    }
+
+    #[test]
+    fn older_model_json_loads_with_three_token_types_and_no_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("model.json");
+        let mut old = serde_json::to_value(small()).unwrap();
+        let map = old.as_object_mut().unwrap();
+        map.remove("token_types");
+        map.remove("slots");
+        std::fs::write(&p, old.to_string()).unwrap();
+        let c = AdModelConfig::load(&p).unwrap();
+        assert_eq!((c.token_types, c.slots), (3, 0));
+
+        let memory = small().with_slots(4);
+        assert_eq!((memory.token_types, memory.slots), (5, 4));
+        memory.save(&p).unwrap();
+        assert_eq!(AdModelConfig::load(&p).unwrap(), memory);
+        let bad = AdModelConfig {
+            token_types: 3,
+            ..memory
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "slots");
     }
 }

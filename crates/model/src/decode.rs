@@ -13,6 +13,7 @@ use burn::tensor::Device;
 use ccad_core::context::Visibility;
 use ccad_core::tokens::token_type;
 
+use crate::cache::SlotMap;
 use crate::{AdModel, KvCache, Token, batch_from_tokens};
 
 /// One row's input to [`Decoder::decode`]: its whole current token list, held as the
@@ -78,6 +79,87 @@ pub trait Decoder {
 pub struct BurnCacheDecoder<'m> {
     model: &'m AdModel,
     cache: KvCache,
+    /// Chained rows' bookkeeping (the memory layout); `None` for other rows.
+    chains: Vec<Option<ChainRow>>,
+}
+
+/// Where a chained row stands: the cache holds the memory its block reads (slots
+/// `0..reads`), then the block's tokens.
+#[derive(Debug, Clone, Default)]
+struct ChainRow {
+    /// Chain tokens consumed.
+    done: usize,
+    block: usize,
+    reads: usize,
+    /// Position of the block's next token without a slot.
+    next_position: usize,
+    /// Blocks whose memory the merge means hold.
+    count: usize,
+}
+
+/// One token a chained row appends: its position, and the fold of the previous block's
+/// memory to apply first when it opens a block (see [`KvCache::remap`]).
+struct ChainStep {
+    token: Token,
+    position: usize,
+    fold: Option<SlotMap>,
+}
+
+impl ChainRow {
+    /// The steps that bring the row from `self.done` tokens to all of `r`'s.
+    fn steps(&mut self, r: &RowTokens, chain: &ccad_core::context::Chain) -> Vec<ChainStep> {
+        use ccad_core::context::MemoryUpdate;
+        let m = chain.slots();
+        let mut out = Vec::new();
+        for (t, token) in r.iter().enumerate().skip(self.done) {
+            let b = chain.block_of(t);
+            let mut fold = None;
+            if t > 0 && b != self.block {
+                assert_eq!(b, self.block + 1, "a chained row skipped a block");
+                let keep: Vec<Vec<(usize, f32)>> =
+                    (0..self.reads).map(|j| vec![(j, 1.0)]).collect();
+                let sources = match chain.memory_range(self.block) {
+                    None => keep,
+                    Some(mem) => {
+                        let at = self.reads + mem.start - chain.start(self.block);
+                        match chain.update() {
+                            MemoryUpdate::Concat => keep
+                                .into_iter()
+                                .chain((0..m).map(|i| vec![(at + i, 1.0)]))
+                                .collect(),
+                            MemoryUpdate::Merge => {
+                                self.count += 1;
+                                let c = self.count as f32;
+                                (0..m)
+                                    .map(|i| match self.count {
+                                        1 => vec![(at + i, 1.0)],
+                                        _ => vec![(i, (c - 1.0) / c), (at + i, 1.0 / c)],
+                                    })
+                                    .collect()
+                            }
+                        }
+                    }
+                };
+                self.reads = sources.len();
+                self.block = b;
+                self.next_position = 0;
+                fold = Some(sources);
+            }
+            let position = if token.slot().is_some() {
+                0
+            } else {
+                self.next_position += 1;
+                self.next_position - 1
+            };
+            out.push(ChainStep {
+                token: token.clone(),
+                position,
+                fold,
+            });
+        }
+        self.done = r.len();
+        out
+    }
 }
 
 impl<'m> BurnCacheDecoder<'m> {
@@ -86,12 +168,19 @@ impl<'m> BurnCacheDecoder<'m> {
         Self {
             model,
             cache: KvCache::new(model, rows, device),
+            chains: vec![None; rows],
         }
     }
 }
 
 impl Decoder for BurnCacheDecoder<'_> {
     fn decode(&mut self, rows: &[RowTokens], action: &mut [f32], token_type: &mut [f32]) -> usize {
+        if rows
+            .iter()
+            .any(|r| matches!(r.visibility, Visibility::Chain(_)))
+        {
+            return self.decode_chains(rows, action, token_type);
+        }
         let (model, cache) = (self.model, &mut self.cache);
         let (a, t) = (model.config().n_actions, token_type::COUNT);
         for (i, r) in rows.iter().enumerate() {
@@ -146,6 +235,82 @@ impl Decoder for BurnCacheDecoder<'_> {
             }
         }
         rebuild.len()
+    }
+}
+
+impl BurnCacheDecoder<'_> {
+    /// [`Decoder::decode`] when rows are chains (the memory layout; every row must be one):
+    /// each row's new tokens go in one by one, in batched steps across rows, and a token that
+    /// opens a block first folds the previous block's memory into the slots its block reads.
+    fn decode_chains(
+        &mut self,
+        rows: &[RowTokens],
+        action: &mut [f32],
+        token_type: &mut [f32],
+    ) -> usize {
+        let (model, cache) = (self.model, &mut self.cache);
+        let (a, t) = (model.config().n_actions, token_type::COUNT);
+        let mut rebuilt = 0;
+        let pending: Vec<Vec<ChainStep>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let Visibility::Chain(chain) = r.visibility else {
+                    panic!("row {i}: chained and unchained rows in one decoder");
+                };
+                let state = self.chains[i].get_or_insert_with(ChainRow::default);
+                if r.unchanged < state.done || r.unchanged == 0 {
+                    // Anything but an append replays the chain from its start.
+                    *state = ChainRow::default();
+                    cache.truncate(i, 0);
+                    rebuilt += 1;
+                }
+                cache.set_visibility(i, &Visibility::Causal);
+                state.steps(r, chain)
+            })
+            .collect();
+        let calls = pending.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(calls > 0, "no new token in any chained row");
+        let mut last = None;
+        for call in 0..calls {
+            let at = |p: &Vec<ChainStep>| (call + p.len()).checked_sub(calls);
+            let folds: Vec<(usize, SlotMap)> = pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| at(p).and_then(|j| p[j].fold.clone().map(|f| (i, f))))
+                .collect();
+            let need = pending
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match at(p) {
+                    Some(j) => {
+                        let len = p[j].fold.as_ref().map_or(cache.len(i), Vec::len);
+                        len.max(cache.len(i)) + 1
+                    }
+                    None => 0,
+                })
+                .max()
+                .unwrap_or(0);
+            cache.ensure_capacity(need);
+            cache.remap(&folds);
+            let step: Vec<Option<Token>> = pending
+                .iter()
+                .map(|p| at(p).map(|j| p[j].token.clone()))
+                .collect();
+            let positions: Vec<usize> = pending
+                .iter()
+                .map(|p| at(p).map_or(0, |j| p[j].position))
+                .collect();
+            last = Some(cache.append_rows_at(model, &step, &positions));
+        }
+        let (la, lt) = last.expect("at least one call").to_host();
+        for (i, p) in pending.iter().enumerate() {
+            if !p.is_empty() {
+                action[i * a..(i + 1) * a].copy_from_slice(&la[i * a..(i + 1) * a]);
+                token_type[i * t..(i + 1) * t].copy_from_slice(&lt[i * t..(i + 1) * t]);
+            }
+        }
+        rebuilt
     }
 }
 

@@ -46,6 +46,7 @@
 
 mod bias;
 mod cache;
+mod chain;
 mod checkpoint;
 mod config;
 pub mod decode;
@@ -62,5 +63,9 @@ pub use model::{AdModel, Logits, Loss, LossMetrics};
 pub use run_folder::{MODEL_CONFIG_FILE as CONFIG_FILE, WEIGHTS_FILE};
 pub use token::{Token, batch_from_tokens};
 
+#[cfg(test)]
+mod chain_fixture;
+#[cfg(test)]
+mod chain_tests;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,9 @@ use burn::nn::{
 };
 use burn::tensor::activation::{gelu, log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ccad_core::tokens::{TokenBatch, token_kind, token_type, type_of_kind};
+use ccad_core::tokens::{
+    NO_SLOT, TokenBatch, has_features, slot_table, token_kind, token_type, type_of_kind,
+};
 
 use crate::AdModelConfig;
 use crate::bias::attention_bias;
@@ -132,6 +134,9 @@ pub struct AdModel {
     token_type: Embedding,
     /// Learned position embedding, `max_len` rows.
     position: Embedding,
+    /// Memory and kept tokens' slot and region-index embeddings
+    /// (`ccad_core::tokens::slot_table`); none in a model without slots.
+    slot: Option<Embedding>,
     embed_dropout: Dropout,
     blocks: Vec<Block>,
     norm: LayerNorm,
@@ -200,6 +205,9 @@ pub(crate) struct TokenTensors {
     features: Tensor<3>,
     kinds: Tensor<2, Int>,
     state_index: Tensor<2, Int>,
+    /// Slot-table rows and masks `[B, L, 1]` of slot and region embeddings, when any token
+    /// has a slot.
+    slots: Option<[(Tensor<2, Int>, Tensor<3>); 2]>,
 }
 
 impl TokenTensors {
@@ -210,8 +218,10 @@ impl TokenTensors {
             "TokenBatch.feat_dim {f} differs from the model's feat_dim {}",
             config.feat_dim
         );
+        // Chains and slot tokens have explicit positions, checked where they are embedded.
+        let explicit = batch.has_slots() || crate::chain::chains(batch).is_some();
         assert!(
-            l <= config.max_len,
+            explicit || l <= config.max_len,
             "TokenBatch.seq_len {l} exceeds the model's max_len {}",
             config.max_len
         );
@@ -235,11 +245,39 @@ impl TokenTensors {
                 .all(|&s| (0..n_states).contains(&s)),
             "TokenBatch.state_index outside [0, {n_states})"
         );
+        let kinds_known = config.kinds();
         assert!(
-            batch.kinds.iter().all(|&k| k <= token_kind::QUERY),
-            "TokenBatch.kinds holds a value that is not a token_kind"
+            batch.kinds.iter().all(|&k| (k as usize) < kinds_known),
+            "TokenBatch.kinds holds a value that is not a token_kind of this model"
+        );
+        assert_eq!(batch.slot.len(), b * l, "TokenBatch.slot length");
+        assert_eq!(batch.region.len(), b * l, "TokenBatch.region length");
+        assert!(
+            batch
+                .slot
+                .iter()
+                .all(|&s| s == NO_SLOT || (0..config.slots as i32).contains(&s)),
+            "TokenBatch.slot outside the model's {} slots",
+            config.slots
         );
         let kinds: Vec<i32> = batch.kinds.iter().map(|&k| k as i32).collect();
+        let slots = batch.has_slots().then(|| {
+            let table = |v: &[i32], row: fn(usize) -> usize| {
+                let rows: Vec<i32> = v
+                    .iter()
+                    .map(|&s| if s < 0 { 0 } else { row(s as usize) as i32 })
+                    .collect();
+                let mask: Vec<f32> = v.iter().map(|&s| (s >= 0) as u8 as f32).collect();
+                (
+                    Tensor::<2, Int>::from_data(TensorData::new(rows, [b, l]), device),
+                    Tensor::<3>::from_data(TensorData::new(mask, [b, l, 1]), device),
+                )
+            };
+            [
+                table(&batch.slot, slot_table::slot_row),
+                table(&batch.region, slot_table::region_row),
+            ]
+        });
         Self {
             features: Tensor::from_data(TensorData::new(batch.features.clone(), [b, l, f]), device),
             kinds: Tensor::from_data(TensorData::new(kinds, [b, l]), device),
@@ -247,6 +285,7 @@ impl TokenTensors {
                 TensorData::new(batch.state_index.clone(), [b, l]),
                 device,
             ),
+            slots,
         }
     }
 }
@@ -273,8 +312,9 @@ impl AdModel {
             query_state: embed(c.n_states),
             open: marker(),
             close: marker(),
-            token_type: embed(token_type::COUNT),
+            token_type: embed(c.token_types),
             position: embed(c.max_len),
+            slot: (c.slots > 0).then(|| embed(slot_table::rows(c.slots))),
             embed_dropout: DropoutConfig::new(c.dropout).init(),
             blocks: (0..c.n_layers).map(|_| Block::new(c, device)).collect(),
             norm: LayerNormConfig::new(c.d_model).init(device),
@@ -341,8 +381,33 @@ impl AdModel {
     /// Final-norm hidden states `[B, L, d_model]` of a full pass under each sequence's
     /// visibility.
     fn hidden(&self, batch: &TokenBatch, device: &Device) -> Tensor<3> {
+        self.hidden_with(batch, device, true)
+    }
+
+    /// [`hidden`](Self::hidden); with `block_sparse` false a chain is computed as one dense
+    /// masked sequence instead (the mask of which tokens feed which): right for concat
+    /// only, the tests' independent reference for the block-sparse pass.
+    pub(crate) fn hidden_with(
+        &self,
+        batch: &TokenBatch,
+        device: &Device,
+        block_sparse: bool,
+    ) -> Tensor<3> {
         let tokens = TokenTensors::new(batch, &self.config, device);
-        let x = self.embed(&tokens, self.positions_from_zero(batch.seq_len));
+        let chains = crate::chain::chains(batch);
+        let positions = if chains.is_some() || batch.has_slots() {
+            self.positions_of(batch, device)
+        } else {
+            self.positions_from_zero(batch.seq_len)
+        };
+        let x = self.embed(&tokens, positions);
+        if let Some(chains) = chains.filter(|_| block_sparse) {
+            let plan = crate::chain::ChainPlan::new(batch, &chains, device);
+            let h = self.encode(plan.to_blocks(x), plan.bias.clone(), |_, k, v| {
+                (plan.with_memory(k), plan.with_memory(v))
+            });
+            return plan.to_tokens(h);
+        }
         let visibility: Vec<&Visibility> = batch.visibility.iter().collect();
         self.encode(
             x,
@@ -354,6 +419,25 @@ impl AdModel {
     /// Position embeddings `0..len` as `[1, len, d_model]`.
     pub(crate) fn positions_from_zero(&self, len: usize) -> Tensor<3> {
         self.position.weight.val().narrow(0, 0, len).unsqueeze()
+    }
+
+    /// `[B, L, d_model]`: each token's position embedding ([`TokenBatch::positions`]; slot
+    /// tokens get row 0, which [`embed`](Self::embed) leaves out).
+    fn positions_of(&self, batch: &TokenBatch, device: &Device) -> Tensor<3> {
+        let (b, l) = (batch.batch, batch.seq_len);
+        let positions = batch.positions();
+        let max = self.config.max_len;
+        assert!(
+            (0..b * l).all(|i| positions[i] < max || i % l >= batch.lengths[i / l]),
+            "TokenBatch: a position past the model's max_len {max}"
+        );
+        let idx: Vec<i32> = positions.iter().map(|&p| p.min(max - 1) as i32).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b * l]), device);
+        self.position
+            .weight
+            .val()
+            .select(0, idx)
+            .reshape([b, l, self.config.d_model])
     }
 
     /// Position embeddings of given positions, one per row, as `[rows, 1, d_model]`.
@@ -374,27 +458,38 @@ impl AdModel {
                 .float()
                 .unsqueeze_dim::<3>(2)
         };
-        let transitions = self.transition.forward(t.features.clone()) * is(token_kind::TRANSITION);
+        let featured = if self.config.token_types > token_type::COUNT {
+            is(token_kind::TRANSITION) + is(token_kind::KEPT)
+        } else {
+            is(token_kind::TRANSITION)
+        };
+        debug_assert!(has_features(token_kind::KEPT));
+        let transitions = self.transition.forward(t.features.clone()) * featured;
         let queries = self.query_state.forward(t.state_index.clone()) * is(token_kind::QUERY);
         let per_kind = self
             .kind_table()
             .select(0, t.kinds.clone().reshape([b * l]))
             .reshape([b, l, d]);
-        self.embed_dropout
-            .forward(transitions + queries + per_kind + positions)
+        let mut x = transitions + queries + per_kind;
+        match (&self.slot, &t.slots) {
+            // Slot tokens (memory, kept) have no position: their slot rows replace it.
+            (Some(table), Some(slots)) => {
+                let no_slot = slots[0].1.clone().neg().add_scalar(1.0);
+                x = x + positions * no_slot;
+                for (rows, mask) in slots {
+                    x = x + table.forward(rows.clone()) * mask.clone();
+                }
+            }
+            _ => x = x + positions,
+        }
+        self.embed_dropout.forward(x)
     }
 
-    /// `[4, d]`, row = token kind: its token-type embedding, plus the marker's own embedding
-    /// for `<c>` / `</c>`. One lookup then adds both to every position.
+    /// `[kinds, d]`, row = token kind: its token-type embedding, plus the marker's own
+    /// embedding for `<c>` / `</c>`. One lookup then adds both to every position.
     fn kind_table(&self) -> Tensor<2> {
         let device = self.open.val().device();
-        let kinds = [
-            token_kind::TRANSITION,
-            token_kind::OPEN,
-            token_kind::CLOSE,
-            token_kind::QUERY,
-        ];
-        debug_assert!(kinds.iter().enumerate().all(|(i, &k)| i == k as usize));
+        let kinds: Vec<u8> = (0..self.config.kinds() as u8).collect();
         let types: Vec<i32> = kinds.iter().map(|&k| type_of_kind(k) as i32).collect();
         let types = Tensor::<1, Int>::from_data(TensorData::new(types, [kinds.len()]), &device);
         let zero = Tensor::<1>::zeros([self.config.d_model], &device);

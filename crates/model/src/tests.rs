@@ -23,6 +23,8 @@ fn config() -> AdModelConfig {
         dropout: 0.1,
         attention_dropout: 0.1,
         type_loss_weight: 0.1,
+        token_types: 3,
+        slots: 0,
     }
 }
 

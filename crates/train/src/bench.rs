@@ -58,7 +58,7 @@ pub fn bench_setting(
     let t = &cfg.train;
     let ds = Arc::new(Dataset::load(dataset_path, cfg, TaskSet::Train)?);
     let env = make_env(&cfg.env);
-    let data = DataDims::new(env.as_ref(), ds.feat_dim(), ds.max_len());
+    let data = DataDims::new(env.as_ref(), ds.feat_dim(), ds.max_len(), ds.slots());
     let model_cfg = AdModelConfig::for_data(&cfg.model, data);
     let device = backend::autodiff_device();
     let mut learner = Learner::new(&model_cfg, t, &device);

@@ -239,7 +239,12 @@ impl TrainData {
             Vec::new()
         };
         let env = make_env(&cfg.env);
-        let dims = DataDims::new(env.as_ref(), train.feat_dim(), train.max_len());
+        let dims = DataDims::new(
+            env.as_ref(),
+            train.feat_dim(),
+            train.max_len(),
+            train.slots(),
+        );
         let model_cfg = AdModelConfig::for_data(&cfg.model, dims);
         Ok(Self {
             train,

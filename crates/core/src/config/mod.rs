@@ -35,6 +35,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
+    pub memory: MemoryConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +169,49 @@ pub enum ContextMode {
     Compressed,
     /// The last `n_transit - 1` transitions, no markers (standard AD).
     Window,
+    /// Compressed, plus a memory of the dropped regions (`[memory]`): memory tokens, or the
+    /// rewarded tokens kept.
+    Memory,
+}
+
+/// What a memory-mode context keeps of dropped regions besides memory tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// Memory tokens only.
+    None,
+    /// No memory tokens: the dense tokens of dropped regions whose previous transition was
+    /// rewarded, newest first, at most `keep_max` (the selective baseline).
+    Rewarded,
+}
+
+/// `[memory]`: the memory of dropped regions (`dataset.context = "memory"`, dense objective).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Memory tokens `M` written at the close of every region.
+    pub tokens: usize,
+    /// `"merge"`: `M` slots, the running mean of every region's memory (bounded context);
+    /// `"concat"`: every region's `M` tokens (the context grows by `M` a region).
+    pub update: crate::context::MemoryUpdate,
+    /// `"none"`, or `"rewarded"`: no memory tokens, keep rewarded tokens instead.
+    pub keep: Keep,
+    /// Most tokens kept by `keep = "rewarded"`.
+    pub keep_max: usize,
+    /// Regions per training sequence: 0 = whole histories in one pass.
+    pub train_regions: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            tokens: 4,
+            update: crate::context::MemoryUpdate::Merge,
+            keep: Keep::None,
+            keep_max: 16,
+            train_regions: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -198,3 +198,48 @@ fn huge_sizes_are_one_line_errors() {
         assert!(!e.contains('\n'));
     }
 }
+
+#[test]
+fn memory_section_defaults_and_refusals() {
+    let c = parse("[dataset]\ncontext = \"memory\"\n[model]\nobjective = \"dense\"\n").unwrap();
+    assert_eq!(c.memory.tokens, 4);
+    assert_eq!(c.memory.update, crate::context::MemoryUpdate::Merge);
+    assert_eq!(c.memory.keep, Keep::None);
+    assert_eq!((c.memory.keep_max, c.memory.train_regions), (16, 0));
+    let one_line = |text: &str, want: &str| {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with(want), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    };
+    one_line(
+        "[dataset]\ncontext = \"memory\"\n[model]\nobjective = \"query\"\n",
+        "configs/x.toml: model.objective: dataset.context = \"memory\" trains the dense",
+    );
+    one_line(
+        "[dataset]\ncontext = \"memory\"\n[model]\nobjective = \"dense\"\n[eval]\nboundary = \"predicted\"\n",
+        "configs/x.toml: eval.boundary: dataset.context = \"memory\" closes regions",
+    );
+    one_line(
+        "[memory]\ntokens = 0\n",
+        "configs/x.toml: memory.tokens: must be in [1, 1024]",
+    );
+    one_line(
+        "[memory]\nupdate = \"sum\"\n",
+        "configs/x.toml: memory.update:",
+    );
+    one_line("[memory]\nkeep = \"all\"\n", "configs/x.toml: memory.keep:");
+    one_line(
+        "[memory]\nkeep_max = 0\n",
+        "configs/x.toml: memory.keep_max:",
+    );
+    one_line("[memory]\nslots = 3\n", "configs/x.toml: memory");
+    let memory = "[dataset]\ncontext = \"memory\"\n[model]\nobjective = \"dense\"\n";
+    one_line(
+        &format!("{memory}[memory]\nkeep = \"rewarded\"\n"),
+        "configs/x.toml: memory.keep: \"rewarded\" (the selective baseline) is not available yet",
+    );
+    one_line(
+        &format!("{memory}[memory]\ntrain_regions = 2\n"),
+        "configs/x.toml: memory.train_regions: chunked histories are not available yet",
+    );
+}

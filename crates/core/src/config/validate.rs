@@ -1,6 +1,9 @@
 //! Every value's range, section by section. Error: (field, message).
 
-use super::{Config, EnvConfig, EvalConfig, ModelConfig, PpoConfig, TrainConfig};
+use super::{
+    Boundary, Config, ContextMode, EnvConfig, EvalConfig, ModelConfig, Objective, PpoConfig,
+    TrainConfig,
+};
 
 type Check = Result<(), (&'static str, String)>;
 
@@ -23,7 +26,8 @@ impl Config {
         pos("dataset.prefetch", self.dataset.prefetch)?;
         model(&self.model)?;
         train(&self.train)?;
-        eval(&self.eval)
+        eval(&self.eval)?;
+        memory(self)
     }
 }
 
@@ -40,6 +44,8 @@ mod limits {
     pub const TOKENS: usize = 1_000_000;
     pub const BATCH: usize = 1_000_000;
     pub const COUNT: usize = 1_000_000_000;
+    /// Memory tokens per region, and tokens kept.
+    pub const MEMORY: usize = 1_024;
 }
 
 /// `1 ..= max`.
@@ -216,4 +222,47 @@ fn eval(v: &EvalConfig) -> Check {
     size("eval.episodes", v.episodes, limits::COUNT)?;
     size("eval.seeds", v.seeds, limits::BATCH)?;
     positive("eval.temperature", v.temperature)
+}
+
+/// `[memory]`, and what the memory mode refuses elsewhere (its regions are always `I` long,
+/// and it trains dense).
+fn memory(cfg: &Config) -> Check {
+    let m = &cfg.memory;
+    size("memory.tokens", m.tokens, limits::MEMORY)?;
+    size("memory.keep_max", m.keep_max, limits::MEMORY)?;
+    if m.train_regions > limits::COUNT {
+        return Err((
+            "memory.train_regions",
+            format!("must be at most {}, got {}", limits::COUNT, m.train_regions),
+        ));
+    }
+    if cfg.dataset.context != ContextMode::Memory {
+        return Ok(());
+    }
+    if cfg.model.objective != Objective::Dense {
+        return Err((
+            "model.objective",
+            "dataset.context = \"memory\" trains the dense objective only; set \"dense\"".into(),
+        ));
+    }
+    if cfg.eval.boundary != Boundary::Fixed {
+        return Err((
+            "eval.boundary",
+            "dataset.context = \"memory\" closes regions every compress_interval steps; set \"fixed\"".into(),
+        ));
+    }
+    // Not built yet: refused rather than silently ignored.
+    if m.keep != super::Keep::None {
+        return Err((
+            "memory.keep",
+            "\"rewarded\" (the selective baseline) is not available yet; use \"none\"".into(),
+        ));
+    }
+    if m.train_regions > 0 {
+        return Err((
+            "memory.train_regions",
+            "chunked histories are not available yet; use 0 (whole histories in one pass)".into(),
+        ));
+    }
+    Ok(())
 }

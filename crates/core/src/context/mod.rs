@@ -9,7 +9,8 @@
 //!     [`CacheEvent`]s;
 //!   * `max_len` (the model's position limit) and `feat_dim`.
 //!
-//!   [`CompressedQuery`], [`WindowQuery`], [`CompressedDense`], [`WindowDense`].
+//!   [`CompressedQuery`], [`WindowQuery`], [`CompressedDense`], [`WindowDense`],
+//!   [`MemoryDense`] (a whole history as a [`Chain`] of blocks with memory tokens).
 //! - [`layout_for`]: the registry, the one place that maps `dataset.context` ×
 //!   `model.objective` to a layout. Adding a mode is one new file here plus its line there
 //!   (and its name in `config::ContextMode`).
@@ -19,8 +20,10 @@
 //! the training sequence of the corresponding sample (or, for the dense objective, its prefix
 //! up to the step's token).
 
+mod chain;
 mod compressed_dense;
 mod compressed_query;
+mod memory_dense;
 mod rolling;
 mod token;
 pub mod tokens;
@@ -38,8 +41,10 @@ use std::sync::Arc;
 
 use crate::config::{Config, ContextMode, Objective};
 
+pub use chain::{Chain, MemoryRead, MemoryUpdate};
 pub use compressed_dense::CompressedDense;
 pub use compressed_query::CompressedQuery;
+pub use memory_dense::MemoryDense;
 pub use rolling::{CacheEvent, RollingContext, RollingState};
 pub use token::{Token, batch_from_tokens, dense_token};
 pub use tokens::{PrevTransition, TokenBatch};
@@ -62,6 +67,11 @@ pub trait ContextLayout: Send + Sync + std::fmt::Debug {
     fn max_len(&self) -> usize;
     /// Length of a feature vector (the model's `feat_dim`).
     fn feat_dim(&self, obs_dim: usize, n_actions: usize) -> usize;
+    /// Memory or kept-token slots the layout's tokens carry (the model's slot table); 0
+    /// for layouts without them.
+    fn slots(&self) -> usize {
+        0
+    }
 
     // ---- training side ----
 
@@ -140,6 +150,12 @@ pub fn layout_for(cfg: &Config) -> Box<dyn ContextLayout> {
             Box::new(CompressedDense::new(interval, boundary))
         }
         (ContextMode::Window, Objective::Dense) => Box::new(WindowDense::new(n_transit)),
+        // Config validation refuses the query objective with memory.
+        (ContextMode::Memory, _) => Box::new(MemoryDense::new(
+            interval,
+            cfg.memory.tokens,
+            cfg.memory.update,
+        )),
     }
 }
 

@@ -233,6 +233,54 @@ fn check_dense(
     Ok(())
 }
 
+/// Memory layouts: after step `t`'s token went in, the context equals the history's training
+/// sequence up to that token, under the same chain, and every event is an append.
+fn check_memory(layout: Layout, view: &Synthetic) -> Result<(), TestCaseError> {
+    for h in 0..view.n_histories() {
+        let range = view.history_range(h);
+        let train = TokenSequence::of_sample(&*layout, view, h);
+        prop_assert_eq!(layout.sample_len(view, h), train.tokens.len());
+        let Visibility::Chain(chain) = &train.visibility else {
+            return Err(TestCaseError::fail(
+                "a memory sample's visibility is a chain",
+            ));
+        };
+        prop_assert!(chain.validate(train.tokens.len()).is_ok());
+        let mut ctx = RollingContext::new(layout.clone());
+        let mut cache = ctx.tokens().to_vec();
+        let event = ctx.begin(view.s(range.start), ACTIONS);
+        apply(&mut cache, event, &ctx);
+        for g in range.clone() {
+            let n = ctx.len();
+            prop_assert_eq!(ctx.tokens(), &train.tokens[..n], "transition {}", g);
+            let Visibility::Chain(now) = ctx.visibility() else {
+                return Err(TestCaseError::fail(
+                    "a memory context's visibility is a chain",
+                ));
+            };
+            // The same blocks so far, with the same memory.
+            for b in 0..now.n_blocks() {
+                prop_assert_eq!(now.start(b), chain.start(b));
+                if b + 1 < now.n_blocks() {
+                    prop_assert_eq!(now.block_range(b, n), chain.block_range(b, n));
+                    prop_assert_eq!(now.memory_range(b), chain.memory_range(b));
+                }
+            }
+            prop_assert_eq!(train.target_action[n - 1], view.actions[g] as i32);
+            let want_type = if view.markers[g] == marker::END { 2 } else { 0 };
+            prop_assert_eq!(train.target_type[n - 1], want_type);
+            let in_block = n - now.start(now.n_blocks() - 1);
+            prop_assert!(in_block <= layout.max_len());
+            if g + 1 < range.end {
+                let event = ctx.observe(view.prev(g), view.s(g + 1), ACTIONS, false);
+                prop_assert!(matches!(event, CacheEvent::Appended(_)));
+                apply(&mut cache, event, &ctx);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A pass over every sample supervises as many labels as there are transitions, so
 /// `labels_per_sample` (transitions / samples) is the mean of the labels the samples carry.
 fn check_labels(mut layout: Box<dyn ContextLayout>, view: &Synthetic) -> Result<(), TestCaseError> {
@@ -256,6 +304,8 @@ fn all_layouts(i: usize, n: usize) -> Vec<Box<dyn ContextLayout>> {
         Box::new(WindowQuery::new(n)),
         Box::new(CompressedDense::new(i, Boundary::Fixed)),
         Box::new(WindowDense::new(n)),
+        Box::new(MemoryDense::new(i, 2, MemoryUpdate::Concat)),
+        Box::new(MemoryDense::new(i, 3, MemoryUpdate::Merge)),
     ]
 }
 
@@ -266,7 +316,8 @@ fn labels_per_sample_by_hand() {
     // 4 + 4 + 2 and 4 + 2 → 16 labels / 5 samples = 3.2. Window dense: chunks of 3 →
     // ⌈10/3⌉ + ⌈6/3⌉ = 4 + 2 = 6 samples → 16 / 6.
     let view = Synthetic::new(4, &[10, 6], 1);
-    let want = [1.0, 1.0, 3.2, 16.0 / 6.0];
+    // Memory: one sample per history → 16 / 2.
+    let want = [1.0, 1.0, 3.2, 16.0 / 6.0, 8.0, 8.0];
     for (mut layout, want) in all_layouts(4, 3).into_iter().zip(want) {
         layout.prepare(&view);
         let got = layout.labels_per_sample(&view);
@@ -317,10 +368,165 @@ proptest! {
     }
 
     #[test]
+    fn memory_evaluation_equals_training((i, m, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
+            check_memory(Layout::new(MemoryDense::new(i, m.min(4), update)), &view)?;
+        }
+    }
+
+    #[test]
     fn window_dense_evaluation_equals_training((i, n, lens, seed) in arb_case()) {
         let view = Synthetic::new(i, &lens, seed);
         let mut layout = WindowDense::new(n);
         layout.prepare(&view);
         check_dense(Layout::new(layout), &view, Some(n))?;
+    }
+}
+
+/// The memory layout of one history of 9 transitions, I = 3, M = 2, written out by hand:
+/// tokens, labels, positions, and who sees whom.
+#[test]
+fn memory_chain_by_hand() {
+    let view = Synthetic::new(3, &[9], 7);
+    for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
+        let layout = MemoryDense::new(3, 2, update);
+        let seq = TokenSequence::of_sample(&layout, &view, 0);
+        // block 0: 0 <c>, 1-3 C0, 4 </c>, 5-6 M0
+        // block 1: 7 <c>, 8-10 P=C0, 11 </c>, 12 <c>, 13-15 C1, 16 </c>, 17-18 M1
+        // block 2: 19 <c>, 20-22 P=C1, 23 </c>, 24 <c>, 25-27 C2, 28 </c>, 29-30 M2
+        let kind: String = seq
+            .tokens
+            .iter()
+            .map(|t| match t {
+                Token::Open => '<',
+                Token::Close => '>',
+                Token::Transition(_) => 't',
+                Token::Memory { .. } => 'm',
+                _ => '?',
+            })
+            .collect();
+        assert_eq!(kind, "<ttt>mm<ttt><ttt>mm<ttt><ttt>mm");
+        let region = |r: usize| (update == MemoryUpdate::Concat).then_some(r);
+        assert_eq!(
+            seq.tokens[5],
+            Token::Memory {
+                slot: 0,
+                region: region(0)
+            }
+        );
+        assert_eq!(
+            seq.tokens[30],
+            Token::Memory {
+                slot: 1,
+                region: region(2)
+            }
+        );
+        // P of block 1 is C0 again, token for token.
+        assert_eq!(seq.tokens[8..11], seq.tokens[1..4]);
+        assert_eq!(seq.tokens[20..23], seq.tokens[13..16]);
+        let labelled: Vec<usize> = (0..31).filter(|&i| seq.target_action[i] >= 0).collect();
+        assert_eq!(labelled, [1, 2, 3, 13, 14, 15, 25, 26, 27]);
+        assert_eq!(seq.target_action[14], view.actions[4] as i32);
+        assert_eq!(seq.target_type[3], 2);
+        assert_eq!(seq.target_type[27], 2);
+        assert_eq!(seq.target_type[26], 0);
+
+        let Visibility::Chain(chain) = &seq.visibility else {
+            panic!("not a chain")
+        };
+        // Row i sees: its own block up to i, and the memory of earlier blocks.
+        let sees = |i: usize| -> Vec<usize> {
+            match i {
+                0..=6 => (0..=i).collect(),
+                7..=18 => [5, 6].into_iter().chain(7..=i).collect(),
+                _ => [5, 6, 17, 18].into_iter().chain(19..=i).collect(),
+            }
+        };
+        for i in 0..31 {
+            let got: Vec<usize> = (0..31).filter(|&j| chain.reads_token(i, j)).collect();
+            assert_eq!(got, sees(i), "row {i}");
+        }
+        // What each block reads, key by key.
+        assert!(chain.reads(0).is_empty());
+        let reads = |b: usize| -> Vec<Vec<(usize, f32)>> {
+            chain.reads(b).into_iter().map(|r| r.sources).collect()
+        };
+        match update {
+            MemoryUpdate::Concat => {
+                assert_eq!(reads(1), [vec![(5, 1.0)], vec![(6, 1.0)]]);
+                assert_eq!(
+                    reads(2),
+                    [
+                        vec![(5, 1.0)],
+                        vec![(6, 1.0)],
+                        vec![(17, 1.0)],
+                        vec![(18, 1.0)]
+                    ]
+                );
+            }
+            MemoryUpdate::Merge => {
+                assert_eq!(reads(1), [vec![(5, 1.0)], vec![(6, 1.0)]]);
+                assert_eq!(
+                    reads(2),
+                    [vec![(5, 0.5), (17, 0.5)], vec![(6, 0.5), (18, 0.5)]]
+                );
+            }
+        }
+        assert_eq!(chain.n_reads(2), reads(2).len());
+
+        // Positions restart in each block; memory tokens take none.
+        let batch = batch_from_tokens(
+            std::slice::from_ref(&seq.tokens),
+            seq.tokens[1].features().unwrap().len(),
+        );
+        let mut batch = batch;
+        batch.visibility[0] = seq.visibility.clone();
+        let pos = batch.positions();
+        assert_eq!(&pos[..7], &[0, 1, 2, 3, 4, 0, 0]);
+        assert_eq!(&pos[7..19], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0]);
+        assert_eq!(&pos[19..], &pos[7..19]);
+        assert_eq!(batch.slot[5..7], [0, 1]);
+        assert_eq!(batch.slot[4], -1);
+    }
+}
+
+/// Under merge, what a step attends to is bounded by 2I + 4 + 2M tokens, however many
+/// regions have closed; under concat it grows by M a region.
+#[test]
+fn merge_context_is_bounded() {
+    let (i, m) = (3, 2);
+    for update in [MemoryUpdate::Merge, MemoryUpdate::Concat] {
+        let layout = Layout::new(MemoryDense::new(i, m, update));
+        let mut ctx = RollingContext::new(layout);
+        ctx.begin(&[0, 0], ACTIONS);
+        let prev = PrevTransition {
+            s: &[0, 0],
+            a: 0,
+            r: 0.0,
+            s_next: &[0, 1],
+            done: false,
+        };
+        for _ in 0..200 {
+            ctx.observe(prev, &[0, 1], ACTIONS, false);
+        }
+        let Visibility::Chain(chain) = ctx.visibility() else {
+            panic!("not a chain")
+        };
+        // Keys token t attends to: what its block reads, and its block up to itself.
+        let attended = |t: usize| {
+            let b = chain.block_of(t);
+            chain.n_reads(b) + t - chain.start(b) + 1
+        };
+        let most = (0..ctx.len()).map(attended).max().unwrap();
+        match update {
+            // The last memory token: M slots, `<c> P </c> <c> C </c>`, the M - 1 before it,
+            // itself.
+            MemoryUpdate::Merge => {
+                assert_eq!(most, m + (2 * i + 4) + m);
+                assert!(most <= 2 * i + 4 + 2 * m);
+            }
+            MemoryUpdate::Concat => assert!(most > 100, "{most}"),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! packing token lists into the model's [`TokenBatch`] input.
 
 use super::tokens::{
-    PrevTransition, TokenBatch, dense_feature_dim, dense_features, token_kind,
+    NO_SLOT, PrevTransition, TokenBatch, dense_feature_dim, dense_features, token_kind,
     transition_feature_dim, transition_features,
 };
 
@@ -18,6 +18,11 @@ pub enum Token {
     Close,
     /// The query `q(s_t)`: the discrete state index.
     Query(usize),
+    /// Memory token `<m_slot>` of a closed region; `region`: the region's index, embedded
+    /// under concat (`None` under merge).
+    Memory { slot: usize, region: Option<usize> },
+    /// A kept dense token of a dropped region (its features) and its index among the kept.
+    Kept { features: Vec<f32>, slot: usize },
 }
 
 impl Token {
@@ -35,6 +40,24 @@ impl Token {
             Token::Open => token_kind::OPEN,
             Token::Close => token_kind::CLOSE,
             Token::Query(_) => token_kind::QUERY,
+            Token::Memory { .. } => token_kind::MEMORY,
+            Token::Kept { .. } => token_kind::KEPT,
+        }
+    }
+
+    /// Its slot, for memory and kept tokens.
+    pub fn slot(&self) -> Option<usize> {
+        match self {
+            Token::Memory { slot, .. } | Token::Kept { slot, .. } => Some(*slot),
+            _ => None,
+        }
+    }
+
+    /// Its transition features, for transition and kept tokens.
+    pub fn features(&self) -> Option<&[f32]> {
+        match self {
+            Token::Transition(f) | Token::Kept { features: f, .. } => Some(f),
+            _ => None,
         }
     }
 }
@@ -62,18 +85,23 @@ pub fn batch_from_tokens<C: AsRef<[Token]>>(contexts: &[C], feat_dim: usize) -> 
         for (i, token) in context.iter().enumerate() {
             let p = b * seq_len + i;
             batch.kinds[p] = token.kind();
+            if let Some(f) = token.features() {
+                assert_eq!(
+                    f.len(),
+                    feat_dim,
+                    "transition token has {} features, the model takes {feat_dim}",
+                    f.len()
+                );
+                batch.features[p * feat_dim..(p + 1) * feat_dim].copy_from_slice(f);
+            }
             match token {
-                Token::Transition(f) => {
-                    assert_eq!(
-                        f.len(),
-                        feat_dim,
-                        "transition token has {} features, the model takes {feat_dim}",
-                        f.len()
-                    );
-                    batch.features[p * feat_dim..(p + 1) * feat_dim].copy_from_slice(f);
-                }
                 Token::Query(s) => batch.state_index[p] = *s as i32,
-                Token::Open | Token::Close => {}
+                Token::Memory { slot, region } => {
+                    batch.slot[p] = *slot as i32;
+                    batch.region[p] = region.map_or(NO_SLOT, |r| r as i32);
+                }
+                Token::Kept { slot, .. } => batch.slot[p] = *slot as i32,
+                Token::Transition(_) | Token::Open | Token::Close => {}
             }
         }
     }

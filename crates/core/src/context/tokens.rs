@@ -19,7 +19,15 @@ pub mod token_type {
     pub const OPEN: u8 = 1;
     /// `</c>`: a region closes.
     pub const CLOSE: u8 = 2;
+    /// Classes of the token-type head (the next token is a transition, `<c>` or `</c>`).
     pub const COUNT: usize = 3;
+    /// A memory token `<m_i>` (embedded, never predicted).
+    pub const MEMORY: u8 = 3;
+    /// A kept dense token of a dropped region (embedded, never predicted).
+    pub const KEPT: u8 = 4;
+    /// Rows of the type embedding of a model that embeds memory or kept tokens (older models
+    /// have [`COUNT`]; model.json records which).
+    pub const WITH_MEMORY: usize = 5;
 }
 
 /// Marker of transition `t` of a stream with regions of `interval` transitions (`interval ≥ 2`):
@@ -83,16 +91,61 @@ pub mod token_kind {
     pub const CLOSE: u8 = 2;
     /// The query `q(s_t)`, embedded from the discrete state index.
     pub const QUERY: u8 = 3;
+    /// A memory token `<m_i>`: no features; its slot (and, under concat, its region's index)
+    /// embedded instead of a position.
+    pub const MEMORY: u8 = 4;
+    /// A kept dense token of a dropped region: its features, and its index among the kept
+    /// embedded instead of a position.
+    pub const KEPT: u8 = 5;
+    /// Number of kinds.
+    pub const COUNT: usize = 6;
 }
 
-/// Token type (0 transition/query, 1 `<c>`, 2 `</c>`) of a token kind.
+/// Token type (0 transition/query, 1 `<c>`, 2 `</c>`, 3 memory, 4 kept) of a token kind.
 pub fn type_of_kind(kind: u8) -> u8 {
     match kind {
         token_kind::OPEN => token_type::OPEN,
         token_kind::CLOSE => token_type::CLOSE,
+        token_kind::MEMORY => token_type::MEMORY,
+        token_kind::KEPT => token_type::KEPT,
         _ => token_type::TRANSITION,
     }
 }
+
+/// Whether a kind carries transition features (embedded through the transition projection).
+pub fn has_features(kind: u8) -> bool {
+    kind == token_kind::TRANSITION || kind == token_kind::KEPT
+}
+
+/// Slot and region-index embeddings of memory and kept tokens (the model's `slot` table):
+/// rows `0 ..= REGION_CAP` embed a concat memory token's region index (capped), the rows
+/// after them the slot (memory slot, or index among the kept).
+pub mod slot_table {
+    /// Region indexes past this share its row. In the shipped histories (13 regions of 80
+    /// steps) region 11's memory is the last one a later block reads (region 12 has no later
+    /// block), so every row up to this one is trained.
+    pub const REGION_CAP: usize = 11;
+    /// Rows before the first slot row.
+    pub const REGION_ROWS: usize = REGION_CAP + 1;
+
+    /// Row of a region index.
+    pub fn region_row(region: usize) -> usize {
+        region.min(REGION_CAP)
+    }
+
+    /// Row of slot `slot`.
+    pub fn slot_row(slot: usize) -> usize {
+        REGION_ROWS + slot
+    }
+
+    /// Rows of a table for `slots` slots (0 when a model has none).
+    pub fn rows(slots: usize) -> usize {
+        if slots == 0 { 0 } else { REGION_ROWS + slots }
+    }
+}
+
+/// Value of [`TokenBatch::slot`] / [`TokenBatch::region`] at a token that has none.
+pub const NO_SLOT: i32 = -1;
 
 /// Label value of a position that is not supervised.
 pub const IGNORE: i32 = -1;
@@ -190,6 +243,11 @@ pub struct TokenBatch {
     /// `[batch]`: each sequence's attention pattern (padding is never seen: it comes after
     /// every real token).
     pub visibility: Vec<super::Visibility>,
+    /// `[batch, seq_len]`: slot of a memory or kept token (see [`slot_table`]), else
+    /// [`NO_SLOT`]. A token with a slot has no position embedding.
+    pub slot: Vec<i32>,
+    /// `[batch, seq_len]`: region index of a concat memory token, else [`NO_SLOT`].
+    pub region: Vec<i32>,
 }
 
 impl TokenBatch {
@@ -206,7 +264,39 @@ impl TokenBatch {
             target_action: vec![IGNORE; batch * seq_len],
             target_type: vec![IGNORE; batch * seq_len],
             visibility: vec![super::Visibility::Causal; batch],
+            slot: vec![NO_SLOT; batch * seq_len],
+            region: vec![NO_SLOT; batch * seq_len],
         }
+    }
+
+    /// Whether any token has a slot (the model needs a slot table).
+    pub fn has_slots(&self) -> bool {
+        self.slot.iter().any(|&s| s != NO_SLOT)
+    }
+
+    /// `[batch, seq_len]`: each token's position embedding index. Positions count the tokens
+    /// without a slot, from 0 at the start of the sequence or, in a [`super::Chain`], of the
+    /// token's block; a slot token gets 0 (its position is not embedded).
+    pub fn positions(&self) -> Vec<usize> {
+        let l = self.seq_len;
+        let mut out = vec![0usize; self.batch * l];
+        for b in 0..self.batch {
+            let chain = match &self.visibility[b] {
+                super::Visibility::Chain(c) => Some(c),
+                _ => None,
+            };
+            let mut next = 0usize;
+            for i in 0..l {
+                if chain.is_some_and(|c| c.n_blocks() > 0 && c.start(c.block_of(i)) == i) {
+                    next = 0;
+                }
+                if self.slot[b * l + i] == NO_SLOT {
+                    out[b * l + i] = next;
+                    next += 1;
+                }
+            }
+        }
+        out
     }
 
     /// Whether every sequence is causal (the model's unmasked fast path).

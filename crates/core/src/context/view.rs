@@ -68,6 +68,8 @@ pub trait SequenceSink {
     fn dense(&mut self, g: usize, history_start: usize) -> usize;
     /// The query `q(s_g)`.
     fn query(&mut self, g: usize) -> usize;
+    /// Memory token `<m_slot>`; `region`: its region's index where the layout embeds it.
+    fn memory(&mut self, slot: usize, region: Option<usize>) -> usize;
     /// Supervise position `pos` with an action and a next-token-type label.
     fn label(&mut self, pos: usize, action: i32, next_type: i32);
     /// The sequence's attention pattern, for layouts that are not causal (sequences start
@@ -148,6 +150,10 @@ impl SequenceSink for TokenSequenceWriter<'_> {
 
     fn query(&mut self, g: usize) -> usize {
         self.push(Token::Query(self.view.state_index(g)))
+    }
+
+    fn memory(&mut self, slot: usize, region: Option<usize>) -> usize {
+        self.push(Token::Memory { slot, region })
     }
 
     fn label(&mut self, pos: usize, action: i32, next_type: i32) {

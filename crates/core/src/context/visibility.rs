@@ -1,9 +1,12 @@
 //! [`Visibility`]: which earlier tokens each token of a sequence may attend to.
 //!
-//! Every layout today is causal. The compressed-memory layouts need a block structure
-//! (memory tokens that see only their region, later tokens that see the memory but not the
-//! dropped region). The model's full pass and training step (burn and native), both key/value
-//! caches and the full re-run all apply it; a causal sequence takes their unmasked fast paths.
+//! Window and compressed layouts are causal. `Blocks` is a dense per-sequence pattern (memory
+//! tokens that see only their region, later tokens that see the memory but not the dropped
+//! region); the model's full pass and training step (burn and native), both key/value caches
+//! and the full re-run apply it, and a causal sequence takes their unmasked fast paths.
+//! `Chain` is the memory layout's block-sparse structure ([`Chain`]), computed block by block.
+
+use super::chain::Chain;
 
 /// Attention pattern of a sequence.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -21,6 +24,10 @@ pub enum Visibility {
         /// Per block: the other blocks its tokens see.
         sees: Vec<Vec<u32>>,
     },
+    /// A whole history as a chain of blocks that read each other only through memory tokens
+    /// (the memory layout, [`Chain`]). Under `merge` a block reads slot means, not tokens:
+    /// [`allows`](Self::allows) then says which tokens feed what a token reads.
+    Chain(Chain),
 }
 
 impl Visibility {
@@ -34,6 +41,20 @@ impl Visibility {
             Visibility::Blocks { block, sees } => {
                 let (bi, bj) = (Self::block_at(block, i), Self::block_at(block, j));
                 bi == bj || sees[bi as usize].contains(&bj)
+            }
+            Visibility::Chain(chain) => chain.reads_token(i, j),
+        }
+    }
+
+    /// Keys token `i` attends to: `i + 1` causally, the tokens it sees under `Blocks`, and
+    /// under a chain its block's memory rows (slots under merge) plus its block up to `i`.
+    pub fn keys_read(&self, i: usize) -> usize {
+        match self {
+            Visibility::Causal => i + 1,
+            Visibility::Blocks { .. } => (0..=i).filter(|&j| self.allows(i, j)).count(),
+            Visibility::Chain(chain) => {
+                let b = chain.block_of(i);
+                chain.n_reads(b) + i - chain.start(b) + 1
             }
         }
     }
@@ -52,8 +73,10 @@ impl Visibility {
     /// Check the pattern against a sequence of `len` tokens: every block number has its
     /// `sees` entry and every listed block exists.
     pub fn validate(&self, len: usize) -> Result<(), String> {
-        let Visibility::Blocks { block, sees } = self else {
-            return Ok(());
+        let (block, sees) = match self {
+            Visibility::Causal => return Ok(()),
+            Visibility::Chain(chain) => return chain.validate(len),
+            Visibility::Blocks { block, sees } => (block, sees),
         };
         if block.is_empty() && len > 0 {
             return Err(format!("visibility: no block for {len} tokens"));

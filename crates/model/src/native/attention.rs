@@ -40,14 +40,17 @@ pub(crate) fn probs_len(heads: usize, t: usize) -> usize {
 
 /// [`forward`] of every sequence of `p`, in parallel: `ctx [n, d]` and each sequence's
 /// probabilities (at `p.probs_at`) from `qkv [n, 3d]`. `site`: this layer's attention dropout.
+/// Chain blocks also read their memory rows, which `mem [reads_total, 2d]` receives first.
 pub(crate) fn forward_packed(
     s: Shape,
     p: &Packed,
-    qkv: &[f32],
+    (qkv, mem): (&[f32], &mut [f32]),
     (ctx, probs): (&mut [f32], &mut [f32]),
     site: Option<Site>,
 ) {
     let d = s.d;
+    super::chain::gather(p, d, qkv, mem);
+    let mem = &*mem;
     let ctx_parts = split_lengths(
         ctx,
         &p.seqs.iter().map(|&(_, len)| len * d).collect::<Vec<_>>(),
@@ -56,7 +59,8 @@ pub(crate) fn forward_packed(
         probs,
         &p.seqs
             .iter()
-            .map(|&(_, len)| probs_len(s.heads, len))
+            .zip(&p.reads)
+            .map(|(&(_, len), &(_, r))| seq_probs_len(s.heads, len, r))
             .collect::<Vec<_>>(),
     );
     ctx_parts
@@ -67,17 +71,34 @@ pub(crate) fn forward_packed(
             let (row0, len) = p.seqs[k];
             let rows = &qkv[row0 * 3 * d..(row0 + len) * 3 * d];
             let dr = site.map(|site| (site, p.probs_at[k] as u64));
-            forward(s, rows, ctx, probs, (&p.visibility[k], dr));
+            match p.reads[k] {
+                (_, 0) => forward(s, rows, ctx, probs, (&p.visibility[k], dr)),
+                (at, r) => {
+                    let mem = &mem[at * 2 * d..(at + r) * 2 * d];
+                    super::chain::forward(s, rows, mem, ctx, probs, dr);
+                }
+            }
         });
 }
 
-/// Backward of [`forward_packed`]: `dqkv [n, 3d]` (overwritten) from `dctx [n, d]`.
+/// Probabilities of a sequence of `len` tokens reading `reads` memory rows.
+fn seq_probs_len(heads: usize, len: usize, reads: usize) -> usize {
+    if reads == 0 {
+        probs_len(heads, len)
+    } else {
+        super::chain::probs_len(heads, len, reads)
+    }
+}
+
+/// Backward of [`forward_packed`]: `dqkv [n, 3d]` (overwritten) from `dctx [n, d]`;
+/// `dmem [reads_total, 2d]` is scratch for the memory rows' gradients, which end in the
+/// memory tokens' keys and values.
 pub(crate) fn backward_packed(
     s: Shape,
     p: &Packed,
-    (qkv, probs): (&[f32], &[f32]),
+    (qkv, mem, probs): (&[f32], &[f32], &[f32]),
     dctx: &[f32],
-    dqkv: &mut [f32],
+    (dqkv, dmem): (&mut [f32], &mut [f32]),
     site: Option<Site>,
 ) {
     let d = s.d;
@@ -88,20 +109,30 @@ pub(crate) fn backward_packed(
             .map(|&(_, len)| len * 3 * d)
             .collect::<Vec<_>>(),
     );
-    parts.into_par_iter().enumerate().for_each(|(k, dq)| {
-        let (row0, len) = p.seqs[k];
-        let pa = p.probs_at[k];
-        let probs = &probs[pa..pa + probs_len(s.heads, len)];
-        let dr = site.map(|site| (site, pa as u64));
-        backward(
-            s,
-            &qkv[row0 * 3 * d..(row0 + len) * 3 * d],
-            probs,
-            &dctx[row0 * d..(row0 + len) * d],
-            dq,
-            dr,
-        );
-    });
+    let dmem_parts = split_lengths(
+        dmem,
+        &p.reads.iter().map(|&(_, r)| r * 2 * d).collect::<Vec<_>>(),
+    );
+    parts
+        .into_par_iter()
+        .zip(dmem_parts)
+        .enumerate()
+        .for_each(|(k, (dq, dm))| {
+            let (row0, len) = p.seqs[k];
+            let pa = p.probs_at[k];
+            let (at, r) = p.reads[k];
+            let probs = &probs[pa..pa + seq_probs_len(s.heads, len, r)];
+            let dr = site.map(|site| (site, pa as u64));
+            let rows = &qkv[row0 * 3 * d..(row0 + len) * 3 * d];
+            let dctx = &dctx[row0 * d..(row0 + len) * d];
+            if r == 0 {
+                backward(s, rows, probs, dctx, dq, dr);
+            } else {
+                let mem = &mem[at * 2 * d..(at + r) * 2 * d];
+                super::chain::backward(s, rows, mem, probs, dctx, dq, dm, dr);
+            }
+        });
+    super::chain::scatter(p, d, dmem, dqkv);
 }
 
 wide_fn! {

@@ -1,15 +1,25 @@
 //! A [`TokenBatch`] packed for the native step: real tokens back to back, padding dropped.
 
 use ccad_core::context::Visibility;
-use ccad_core::tokens::{TokenBatch, token_kind};
+use ccad_core::tokens::{NO_SLOT, TokenBatch, slot_table};
 
 use super::attention;
+use super::chain::{self, PackedChain};
 use crate::AdModelConfig;
 
 /// The batch's real tokens, packed back to back (padding dropped).
 pub(crate) struct Packed {
-    /// `(first row, length)` of every non-empty sequence.
+    /// `(first row, length)` of every non-empty sequence; a chain's blocks are sequences
+    /// of their own.
     pub seqs: Vec<(usize, usize)>,
+    /// Per sequence: `(first row, rows)` of the memory it reads in a layer's memory buffer
+    /// (`rows` 0 outside chains).
+    pub reads: Vec<(usize, usize)>,
+    /// Rows of a layer's memory buffer.
+    pub reads_total: usize,
+    pub chains: Vec<PackedChain>,
+    /// Per token: its slot-table rows (slot, region index), [`NO_SLOT`] where none.
+    pub slot_rows: Vec<[i32; 2]>,
     /// Offset of each sequence's attention probabilities (one head-major square each).
     pub probs_at: Vec<usize>,
     /// Each sequence's attention pattern.
@@ -30,10 +40,7 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
         f, c.feat_dim,
         "TokenBatch.feat_dim differs from the model's"
     );
-    assert!(
-        l <= c.max_len,
-        "TokenBatch.seq_len exceeds the model's max_len"
-    );
+    let (c_heads, kinds_known) = (c.n_heads, c.kinds());
     assert_eq!(
         b.features.len(),
         b.batch * l * f,
@@ -57,9 +64,16 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
     );
     assert_eq!(b.lengths.len(), b.batch, "TokenBatch.lengths length");
     assert_eq!(b.visibility.len(), b.batch, "TokenBatch.visibility length");
+    assert_eq!(b.slot.len(), b.batch * l, "TokenBatch.slot length");
+    assert_eq!(b.region.len(), b.batch * l, "TokenBatch.region length");
     let n: usize = b.lengths.iter().sum();
+    let positions = b.positions();
     let mut p = Packed {
         seqs: Vec::new(),
+        reads: Vec::new(),
+        reads_total: 0,
+        chains: Vec::new(),
+        slot_rows: Vec::with_capacity(n),
         probs_at: Vec::new(),
         visibility: Vec::new(),
         probs_total: 0,
@@ -82,16 +96,64 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
         if len == 0 {
             continue;
         }
-        p.seqs.push((p.kinds.len(), len));
-        p.probs_at.push(p.probs_total);
-        p.visibility.push(b.visibility[s].clone());
-        p.probs_total += attention::probs_len(c.n_heads, len);
-        for r in row0..row0 + len {
+        let first = p.kinds.len();
+        match &b.visibility[s] {
+            Visibility::Chain(chain) => {
+                if let Err(e) = chain.validate(len) {
+                    panic!("TokenBatch.visibility[{s}]: {e}");
+                }
+                let mut packed = PackedChain {
+                    update: chain.update(),
+                    slots: chain.slots(),
+                    blocks: Vec::new(),
+                };
+                for k in 0..chain.n_blocks() {
+                    let block = chain.block_range(k, len);
+                    let reads = packed.n_reads(k);
+                    let memory = chain.memory_range(k).map(|m| first + m.start);
+                    packed.blocks.push((p.seqs.len(), memory));
+                    p.seqs.push((first + block.start, block.len()));
+                    p.reads.push((p.reads_total, reads));
+                    p.reads_total += reads;
+                    p.probs_at.push(p.probs_total);
+                    p.visibility.push(Visibility::Causal);
+                    p.probs_total += chain::probs_len(c_heads, block.len(), reads);
+                }
+                p.chains.push(packed);
+            }
+            v => {
+                p.seqs.push((first, len));
+                p.reads.push((p.reads_total, 0));
+                p.probs_at.push(p.probs_total);
+                p.visibility.push(v.clone());
+                p.probs_total += attention::probs_len(c_heads, len);
+            }
+        }
+        for (r, &pos) in (row0..row0 + len).zip(&positions[row0..row0 + len]) {
             let kind = b.kinds[r];
             assert!(
-                kind <= token_kind::QUERY,
-                "TokenBatch.kinds: not a token_kind"
+                (kind as usize) < kinds_known,
+                "TokenBatch.kinds: not a token_kind of this model"
             );
+            let slot = b.slot[r];
+            assert!(
+                slot == NO_SLOT || (0..c.slots as i32).contains(&slot),
+                "TokenBatch.slot outside the model's {} slots",
+                c.slots
+            );
+            let region = b.region[r];
+            p.slot_rows.push([
+                if slot == NO_SLOT {
+                    NO_SLOT
+                } else {
+                    slot_table::slot_row(slot as usize) as i32
+                },
+                if region < 0 {
+                    NO_SLOT
+                } else {
+                    slot_table::region_row(region as usize) as i32
+                },
+            ]);
             let state = b.state_index[r];
             assert!(
                 (0..c.n_states as i32).contains(&state),
@@ -102,7 +164,12 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
                 .extend_from_slice(&b.features[r * f..(r + 1) * f]);
             p.kinds.push(kind);
             p.state.push(state as usize);
-            p.position.push(r - row0);
+            assert!(
+                pos < c.max_len,
+                "TokenBatch: position {pos} past the model's max_len {}",
+                c.max_len
+            );
+            p.position.push(pos);
             p.target_action.push(b.target_action[r]);
             p.target_type.push(b.target_type[r]);
         }

@@ -45,6 +45,8 @@ pub(crate) struct BlockCache {
     rstd1: Vec<f32>,
     a1: Vec<f32>,
     qkv: Vec<f32>,
+    /// Chain blocks' memory rows at this layer (`[reads_total, 2d]`).
+    mem: Vec<f32>,
     probs: Vec<f32>,
     ctx: Vec<f32>,
     xhat2: Vec<f32>,
@@ -62,6 +64,7 @@ impl BlockCache {
             rstd1: pool.take(n),
             a1: pool.take(n * d),
             qkv: pool.take(n * 3 * d),
+            mem: pool.take(s.packed.reads_total * 2 * d),
             probs: pool.take(s.packed.probs_total),
             ctx: pool.take(n * d),
             xhat2: pool.take(n * d),
@@ -74,7 +77,7 @@ impl BlockCache {
 
     pub(crate) fn give_back(self, pool: &Pool) {
         for v in [
-            self.xhat1, self.rstd1, self.a1, self.qkv, self.probs, self.ctx, self.xhat2,
+            self.xhat1, self.rstd1, self.a1, self.qkv, self.mem, self.probs, self.ctx, self.xhat2,
             self.rstd2, self.a2, self.hpre, self.hact,
         ] {
             pool.give(v);
@@ -98,7 +101,8 @@ pub(crate) fn forward(
     norm_forward(x, (w.ln1_g, w.ln1_b), &mut c.a1, keep1);
     linear_forward(&c.a1, w.qkv_w, w.qkv_b, &mut c.qkv);
     let site = s.attn_drop.map(|dr| dr.site(site_attn(li)));
-    attention::forward_packed(s.shape, s.packed, &c.qkv, (&mut c.ctx, &mut c.probs), site);
+    let qkv = (&c.qkv[..], &mut c.mem[..]);
+    attention::forward_packed(s.shape, s.packed, qkv, (&mut c.ctx, &mut c.probs), site);
     linear_forward(&c.ctx, w.out_w, w.out_b, o);
     if let Some(dr) = s.drop {
         dr.site(site_resid(li)).apply(o);
@@ -125,6 +129,7 @@ pub(crate) struct BackwardScratch {
     dbuf: Vec<f32>,
     dh: Vec<f32>,
     dqkv: Vec<f32>,
+    dmem: Vec<f32>,
     dctx: Vec<f32>,
 }
 
@@ -135,12 +140,13 @@ impl BackwardScratch {
             dbuf: pool.take(n * d),
             dh: pool.take(n * s.d_ff),
             dqkv: pool.take(n * 3 * d),
+            dmem: pool.take(s.packed.reads_total * 2 * d),
             dctx: pool.take(n * d),
         }
     }
 
     pub(crate) fn give_back(self, pool: &Pool) {
-        for v in [self.dbuf, self.dh, self.dqkv, self.dctx] {
+        for v in [self.dbuf, self.dh, self.dqkv, self.dmem, self.dctx] {
             pool.give(v);
         }
     }
@@ -177,8 +183,9 @@ pub(crate) fn backward(
     let gw = (&mut *g.out_w, &mut *g.out_b);
     linear_backward(&c.ctx, &t.dbuf, w.out_w, gw, Some((&mut t.dctx, false)));
     let site = s.attn_drop.map(|dr| dr.site(site_attn(li)));
-    let (qkv, probs) = (&c.qkv[..], &c.probs[..]);
-    attention::backward_packed(s.shape, s.packed, (qkv, probs), &t.dctx, &mut t.dqkv, site);
+    let saved = (&c.qkv[..], &c.mem[..], &c.probs[..]);
+    let grads = (&mut t.dqkv[..], &mut t.dmem[..]);
+    attention::backward_packed(s.shape, s.packed, saved, &t.dctx, grads, site);
     let gw = (&mut *g.qkv_w, &mut *g.qkv_b);
     linear_backward(&c.a1, &t.dqkv, w.qkv_w, gw, Some((&mut t.dbuf, false)));
     let gn = (&mut *g.ln1_g, &mut *g.ln1_b);

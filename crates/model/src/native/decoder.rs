@@ -35,6 +35,8 @@ pub struct NativeDecoder {
 /// One context's keys/values and scratch space.
 struct Row {
     len: usize,
+    /// A chained context's memory (the memory layout), when the row is one.
+    chain: Option<ChainState>,
     /// Per layer `[max_len, d]`.
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
@@ -54,6 +56,7 @@ impl NativeDecoder {
         let per_layer = || (0..c.n_layers).map(|_| vec![0.0; c.max_len * c.d_model]);
         let row = || Row {
             len: 0,
+            chain: None,
             keys: per_layer().collect(),
             values: per_layer().collect(),
             x: vec![0.0; c.d_model],
@@ -88,8 +91,26 @@ impl NativeDecoder {
         };
         let (w, kinds) = (self.net.weights(), &self.kinds[..]);
         let run = |row: &mut Row, r: &RowTokens| {
-            let keep = r.unchanged;
+            let mut keep = r.unchanged;
             assert!(keep <= row.len, "keep {keep} of {} tokens", row.len);
+            if let Visibility::Chain(chain) = r.visibility {
+                // A chain's cache holds only its current block and memory: a change inside
+                // it replays the chain from the start.
+                if keep < row.len {
+                    keep = 0;
+                }
+                let end = r.len();
+                assert!(keep < end, "no new token in a chained row");
+                row.len = keep;
+                if keep == 0 {
+                    row.chain = None;
+                }
+                for (t, token) in r.iter().enumerate().skip(keep) {
+                    row.append_chained((&w, kinds, shape), (token, chain), t + 1 == end);
+                }
+                return;
+            }
+            row.chain = None;
             let new: Vec<&Token> = r.new_tokens().collect();
             row.len = keep;
             for (i, t) in new.iter().enumerate() {
@@ -131,7 +152,7 @@ impl Row {
         with_heads: bool,
     ) {
         let pos = self.len;
-        let max_len = self.scratch.scores.len();
+        let max_len = self.scratch.seen.len();
         assert!(
             pos < max_len,
             "context longer than the model's max_len {max_len}"
@@ -159,6 +180,135 @@ impl Row {
         if with_heads {
             let t = &mut self.scratch;
             heads::decode(w, &self.x, (&mut t.h, &mut t.xhat), &mut self.logits);
+        }
+    }
+}
+
+/// What a chained row's current block reads, per layer, at the front of its keys/values.
+struct ChainState {
+    /// Block of the row's last token.
+    block: usize,
+    /// Memory rows before the block's own keys/values.
+    reads: usize,
+    /// Position of the block's next token without a slot.
+    next_position: usize,
+    /// Merge: per layer the running sums of each slot's keys and values; regions summed.
+    sums: Vec<(Vec<f32>, Vec<f32>)>,
+    count: usize,
+    /// Concat: per layer every earlier memory token's key and value.
+    all: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Row {
+    /// [`Row::append`] for a chained row: the token at chain position `len` attends to the
+    /// memory its block reads and to its block so far. A token that opens a block first
+    /// folds the previous block's memory tokens into the memory (concat: appended; merge:
+    /// added to the slot sums) and starts the block's cache after it.
+    fn append_chained(
+        &mut self,
+        (w, kinds, shape): (&Weights, &[f32], Shape),
+        (token, chain): (&Token, &ccad_core::context::Chain),
+        with_heads: bool,
+    ) {
+        let (t, d, n_layers) = (self.len, shape.d, w.layers.len());
+        let b = chain.block_of(t);
+        let m = chain.slots();
+        let state = self.chain.get_or_insert_with(|| ChainState {
+            block: 0,
+            reads: 0,
+            next_position: 0,
+            sums: vec![(vec![0.0; m * d], vec![0.0; m * d]); n_layers],
+            count: 0,
+            all: vec![(Vec::new(), Vec::new()); n_layers],
+        });
+        if b != state.block {
+            assert_eq!(b, state.block + 1, "a chained row skipped a block");
+            let prev = state.block;
+            if let Some(mem) = chain.memory_range(prev) {
+                let at = (state.reads + mem.start - chain.start(prev)) * d;
+                state.count += 1;
+                for l in 0..n_layers {
+                    let (k, v) = (
+                        &self.keys[l][at..at + m * d],
+                        &self.values[l][at..at + m * d],
+                    );
+                    let (sk, sv) = &mut state.sums[l];
+                    sk.iter_mut().zip(k).for_each(|(s, x)| *s += x);
+                    sv.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+                    let (ak, av) = &mut state.all[l];
+                    ak.extend_from_slice(k);
+                    av.extend_from_slice(v);
+                }
+            }
+            state.reads = match chain.update() {
+                ccad_core::context::MemoryUpdate::Concat => state.count * m,
+                ccad_core::context::MemoryUpdate::Merge if state.count > 0 => m,
+                ccad_core::context::MemoryUpdate::Merge => 0,
+            };
+            let scale = 1.0 / state.count.max(1) as f32;
+            for l in 0..n_layers {
+                let (keys, values) = (&mut self.keys[l], &mut self.values[l]);
+                let need = (state.reads + chain.block_range(b, t + 1).len()) * d;
+                if keys.len() < need {
+                    keys.resize(need, 0.0);
+                    values.resize(need, 0.0);
+                }
+                match chain.update() {
+                    ccad_core::context::MemoryUpdate::Concat => {
+                        let (ak, av) = &state.all[l];
+                        keys[..ak.len()].copy_from_slice(ak);
+                        values[..av.len()].copy_from_slice(av);
+                    }
+                    ccad_core::context::MemoryUpdate::Merge => {
+                        let (sk, sv) = &state.sums[l];
+                        let rows = state.reads * d;
+                        for (o, s) in keys[..rows].iter_mut().zip(sk) {
+                            *o = s * scale;
+                        }
+                        for (o, s) in values[..rows].iter_mut().zip(sv) {
+                            *o = s * scale;
+                        }
+                    }
+                }
+            }
+            state.block = b;
+            state.next_position = 0;
+        }
+        let pos = state.reads + t - chain.start(b);
+        let position = if token.slot().is_some() {
+            0
+        } else {
+            state.next_position += 1;
+            state.next_position - 1
+        };
+        for l in 0..n_layers {
+            if self.keys[l].len() < (pos + 1) * d {
+                let grow = ((pos + 1) * d).max(2 * self.keys[l].len());
+                self.keys[l].resize(grow, 0.0);
+                self.values[l].resize(grow, 0.0);
+            }
+        }
+        if self.scratch.scores.len() <= pos {
+            self.scratch.scores.resize(2 * (pos + 1), 0.0);
+        }
+        self.scratch.masked = false;
+        embedding::decode(w, kinds, token, position, &mut self.x);
+        for (l, lw) in w.layers.iter().enumerate() {
+            let output = with_heads || l + 1 < n_layers;
+            let cache = (&mut self.keys[l][..], &mut self.values[l][..]);
+            block::decode(
+                shape,
+                lw,
+                cache,
+                pos,
+                &mut self.x,
+                (&mut self.scratch, output),
+            );
+        }
+        self.len += 1;
+        if with_heads {
+            let s = &mut self.scratch;
+            heads::decode(w, &self.x, (&mut s.h, &mut s.xhat), &mut self.logits);
         }
     }
 }

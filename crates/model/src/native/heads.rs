@@ -23,6 +23,11 @@ pub(crate) struct HeadsCache {
 }
 
 impl HeadsCache {
+    /// `[n, n_actions]`.
+    pub(crate) fn action_logits(&self) -> &[f32] {
+        &self.action
+    }
+
     pub(crate) fn give_back(self, pool: &Pool) {
         for v in [self.xf, self.xhatf, self.rstdf, self.action, self.types] {
             pool.give(v);

@@ -26,6 +26,7 @@
 mod attention;
 mod batch;
 mod block;
+mod chain;
 mod decoder;
 mod embedding;
 mod heads;
@@ -180,6 +181,12 @@ impl NativeNet {
     ) -> LossMetrics {
         assert_eq!(grads.len(), self.params.len(), "gradient vector length");
         step::train_step(self, batch, Some(dropout_seed), Some(grads))
+    }
+
+    /// Action logits `[n, n_actions]` at every real token of `batch`, sequence by sequence
+    /// (padding dropped), in inference mode: the one-pass forward evaluation is held to.
+    pub fn action_logits(&self, batch: &TokenBatch) -> Vec<f32> {
+        step::action_logits(self, batch)
     }
 
     /// Loss and metrics in inference mode (no dropout, no gradients).

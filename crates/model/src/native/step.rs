@@ -84,3 +84,36 @@ pub(crate) fn train_step(
     pool.give(o);
     metrics
 }
+
+/// Action logits `[n, n_actions]` at every real token of `batch`, packed (sequence by
+/// sequence, padding dropped), in inference mode.
+pub(crate) fn action_logits(net: &NativeNet, batch: &TokenBatch) -> Vec<f32> {
+    let c = &net.config;
+    let p = pack(c, batch);
+    let (n, d) = (p.n, c.d_model);
+    let w = net.weights();
+    let s = StepCtx {
+        shape: Shape {
+            d,
+            heads: c.n_heads,
+        },
+        d_ff: c.d_ff,
+        packed: &p,
+        pool: &net.pool,
+        drop: None,
+        attn_drop: None,
+    };
+    let pool = s.pool;
+    let mut x = pool.take(n * d);
+    embedding::forward(&w, &w.kind_table(), &p, &mut x);
+    let mut o = pool.take(n * d);
+    for (li, lw) in w.layers.iter().enumerate() {
+        block::forward(&s, li, lw, &mut x, &mut o).give_back(pool);
+    }
+    let out = heads::forward(&w, &x, pool);
+    let logits = out.action_logits().to_vec();
+    out.give_back(pool);
+    pool.give(x);
+    pool.give(o);
+    logits
+}

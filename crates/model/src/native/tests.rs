@@ -23,6 +23,8 @@ fn config(dropout: f64) -> AdModelConfig {
         dropout,
         attention_dropout: dropout,
         type_loss_weight: 0.3,
+        token_types: 3,
+        slots: 0,
     }
 }
 
@@ -326,4 +328,69 @@ fn every_gradient_matches_burn_under_block_visibility() {
         causal.total,
         got.total
     );
+}
+
+/// Memory-layout chains (block-sparse attention over memory rows, slot embeddings): the
+/// native step's loss and every gradient against burn's autodiff, at the default model
+/// shape on two shipped-size histories (13 regions of 80 steps, M = 4; 2,140 tokens each).
+#[test]
+fn chains_match_burn_gradients() {
+    use crate::chain_fixture::{Histories, chain_batch, layout};
+    use ccad_core::context::MemoryUpdate;
+    let view = Histories::new(2, 13, 80, 11);
+    for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
+        let (layout, max_len) = layout(80, 4, update);
+        let b = chain_batch(&view, &layout);
+        let cfg = crate::chain_tests::memory_model(max_len, 4, 0).1;
+        let (m, device) = model(&cfg, 4);
+        let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
+        let net = NativeNet::from_model(&m).unwrap();
+        let mut g = vec![f32::NAN; net.n_params()];
+        let got = net.loss_and_grads(&b, 0, &mut g);
+        assert_eq!(got.n_action, 2 * 13 * 80);
+        assert_eq!(got.n_action, want.n_action);
+        assert!((got.total - want.total).abs() < 1e-4, "{got:?} vs {want:?}");
+        for slot in net.slots() {
+            let r = slot.offset..slot.offset + slot.len;
+            if slot.name == "query_state.weight" {
+                continue; // no query in a dense layout
+            }
+            assert!(
+                want_g[r.clone()].iter().any(|&v| v != 0.0),
+                "{update:?} {}: burn's gradient is all zero",
+                slot.name
+            );
+            assert_close(
+                &format!("{update:?} {}", slot.name),
+                &g[r.clone()],
+                &want_g[r],
+                5e-4,
+            );
+        }
+        // Every memory slot's embedding gets a gradient (so a step changes it), and under
+        // concat every region index's row (regions 0..=11 write memory a later block reads;
+        // region 12 and later share row 11).
+        let table = net
+            .slots()
+            .iter()
+            .find(|s| s.name == "slot.weight")
+            .unwrap();
+        let d = cfg.d_model;
+        let row = |i: usize| &g[table.offset + i * d..table.offset + (i + 1) * d];
+        use ccad_core::tokens::slot_table::{REGION_ROWS, slot_row};
+        for slot in 0..4 {
+            assert!(
+                row(slot_row(slot)).iter().any(|&v| v != 0.0),
+                "{update:?}: slot {slot}"
+            );
+        }
+        for region in 0..REGION_ROWS {
+            let moved = row(region).iter().any(|&v| v != 0.0);
+            assert_eq!(
+                moved,
+                update == MemoryUpdate::Concat,
+                "{update:?}: region {region}"
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use ccad_core::tokens::{token_kind, token_type, type_of_kind};
+use ccad_core::tokens::{slot_table, token_kind, token_type, type_of_kind};
 
 use super::ParamSlot;
 use crate::AdModelConfig;
@@ -42,6 +42,8 @@ pub struct Parts<T> {
     pub close: T,
     /// `[max_len, d]`.
     pub position: T,
+    /// `[slot_table::rows(slots), d]`: memory and kept tokens' slot and region-index rows.
+    pub slot: Option<T>,
     pub layers: Vec<LayerParts<T>>,
     pub norm_g: T,
     pub norm_b: T,
@@ -87,6 +89,7 @@ impl<T> Parts<T> {
             open: f(self.open),
             close: f(self.close),
             position: f(self.position),
+            slot: self.slot.map(&mut f),
             layers: self.layers.into_iter().map(|l| l.map(&mut f)).collect(),
             norm_g: f(self.norm_g),
             norm_b: f(self.norm_b),
@@ -123,12 +126,18 @@ impl Layout {
 }
 
 impl Weights<'_> {
-    /// `[4, d]` by token kind: token-type embedding plus the marker's own embedding for
-    /// `<c>` / `</c>` (one lookup then adds both to a token).
+    /// `[kinds, d]` by token kind: token-type embedding plus the marker's own embedding for
+    /// `<c>` / `</c>` (one lookup then adds both to a token). A model with 5 token types
+    /// embeds every kind, an older one the kinds up to the query.
     pub fn kind_table(&self) -> Vec<f32> {
         let d = self.open.len();
-        let mut t = vec![0.0f32; 4 * d];
-        for k in 0..4u8 {
+        let kinds = if self.token_type.len() / d > token_type::COUNT {
+            token_kind::COUNT
+        } else {
+            token_kind::QUERY as usize + 1
+        };
+        let mut t = vec![0.0f32; kinds * d];
+        for k in 0..kinds as u8 {
             let ty = type_of_kind(k) as usize;
             let row = &mut t[k as usize * d..(k as usize + 1) * d];
             row.copy_from_slice(&self.token_type[ty * d..][..d]);
@@ -166,10 +175,15 @@ pub(crate) fn layout(c: &AdModelConfig, slots: &[ParamSlot]) -> Result<Layout, S
     let transition_w = take("transition.weight", &[c.feat_dim, d])?;
     let transition_b = take("transition.bias", &[d])?;
     let query = take("query_state.weight", &[c.n_states, d])?;
-    let token_type_at = take("token_type.weight", &[token_type::COUNT, d])?;
+    let token_type_at = take("token_type.weight", &[c.token_types, d])?;
     let open = take("open", &[d])?;
     let close = take("close", &[d])?;
     let position = take("position.weight", &[c.max_len, d])?;
+    let slot = if c.slots > 0 {
+        Some(take("slot.weight", &[slot_table::rows(c.slots), d])?)
+    } else {
+        None
+    };
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let p = |s: &str| format!("blocks.{i}.{s}");
@@ -196,6 +210,7 @@ pub(crate) fn layout(c: &AdModelConfig, slots: &[ParamSlot]) -> Result<Layout, S
         open,
         close,
         position,
+        slot,
         layers,
         norm_g: take("norm.gamma", &[d])?,
         norm_b: take("norm.beta", &[d])?,
@@ -227,6 +242,7 @@ mod tests {
             open: 6..7,
             close: 7..8,
             position: 8..9,
+            slot: None,
             layers: vec![],
             norm_g: 9..10,
             norm_b: 10..11,
