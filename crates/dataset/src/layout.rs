@@ -88,6 +88,11 @@ impl HistoryView for Corpus {
     fn dense_features(&self, g: usize, history_start: usize, out: &mut [f32]) {
         self.histories.dense_features(g, history_start, out);
     }
+
+    #[inline]
+    fn reward(&self, g: usize) -> f32 {
+        self.histories.rewards[g]
+    }
 }
 
 /// One sequence of a [`ccad_core::tokens::TokenBatch`] being written: tokens are pushed left
@@ -164,6 +169,14 @@ impl SequenceSink for Row<'_> {
         let pos = self.push(token_kind::MEMORY);
         self.slot[pos] = slot as i32;
         self.region[pos] = region.map_or(NO_SLOT, |r| r as i32);
+        pos
+    }
+
+    fn kept(&mut self, g: usize, history_start: usize, slot: usize) -> usize {
+        let pos = self.push(token_kind::KEPT);
+        let histories = self.histories;
+        histories.dense_features(g, history_start, self.feature_slot(pos));
+        self.slot[pos] = slot as i32;
         pos
     }
 

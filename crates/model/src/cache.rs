@@ -48,10 +48,13 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache (every row length 0) for `rows` contexts of up to the model's `max_len`.
+    /// An empty cache (every row length 0) for `rows` contexts of up to the model's `max_len`
+    /// positions plus its slot tokens.
     pub fn new(model: &AdModel, rows: usize, device: &Device) -> Self {
         let c = model.config();
-        let shape = [rows, c.n_heads, c.max_len, c.d_model / c.n_heads];
+        // Slot tokens (kept tokens) come on top of the positions.
+        let capacity = c.max_len + c.slots;
+        let shape = [rows, c.n_heads, capacity, c.d_model / c.n_heads];
         let zeros = || {
             (0..c.n_layers)
                 .map(|_| Tensor::zeros(shape, device))
@@ -59,7 +62,7 @@ impl KvCache {
         };
         Self {
             device: device.clone(),
-            capacity: c.max_len,
+            capacity,
             lengths: vec![0; rows],
             visibility: vec![Visibility::Causal; rows],
             keys: zeros(),
@@ -80,7 +83,8 @@ impl KvCache {
         &self.lengths
     }
 
-    /// Longest context a row can hold (the model's `max_len`).
+    /// Longest context a row can hold (the model's `max_len` plus its slots, grown on demand
+    /// by chains).
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -160,7 +164,12 @@ impl KvCache {
         let batch = batch_from_tokens(contexts, c.feat_dim);
         let (n, l, d) = (rows.len(), batch.seq_len, c.d_model);
         let tokens = TokenTensors::new(&batch, c, &self.device);
-        let x = model.embed(&tokens, model.positions_from_zero(l));
+        let positions = if batch.has_slots() {
+            model.positions_of(&batch, &self.device)
+        } else {
+            model.positions_from_zero(l)
+        };
+        let x = model.embed(&tokens, positions);
         let mut fresh = Vec::with_capacity(c.n_layers);
         let visibility: Vec<&Visibility> = rows.iter().map(|&r| &self.visibility[r]).collect();
         let bias = attention_bias(&visibility, l, &self.device);

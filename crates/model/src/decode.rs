@@ -64,6 +64,20 @@ impl<'a> RowTokens<'a> {
     pub fn to_vec(&self) -> Vec<Token> {
         self.iter().cloned().collect()
     }
+
+    /// Tokens with a slot at the start of the list (kept tokens), which take no position.
+    ///
+    /// # Panics
+    /// If a slot token follows a token without one outside a chain.
+    pub fn leading_slots(&self) -> usize {
+        let lead = self.iter().take_while(|t| t.slot().is_some()).count();
+        debug_assert!(
+            matches!(self.visibility, Visibility::Chain(_))
+                || self.iter().skip(lead).all(|t| t.slot().is_none()),
+            "slot tokens must lead an unchained context"
+        );
+        lead
+    }
 }
 
 /// Incremental inference over a fixed number of rows.
@@ -219,13 +233,24 @@ impl Decoder for BurnCacheDecoder<'_> {
                     cache.truncate(i, rows[i].unchanged);
                 }
             }
+            // Positions count the tokens without a slot (kept tokens lead the context).
+            let lead: Vec<usize> = rows.iter().map(RowTokens::leading_slots).collect();
             let mut last = None;
             for call in 0..calls {
+                let at = |p: &Vec<Token>| (call + p.len()).checked_sub(calls);
                 let step: Vec<Option<Token>> = pending
                     .iter()
-                    .map(|p| (call + p.len()).checked_sub(calls).map(|j| p[j].clone()))
+                    .map(|p| at(p).map(|j| p[j].clone()))
                     .collect();
-                last = Some(cache.append_rows(model, &step));
+                let positions: Vec<usize> = (0..rows.len())
+                    .map(|i| match at(&pending[i]) {
+                        Some(j) if pending[i][j].slot().is_none() => {
+                            rows[i].unchanged + j - lead[i]
+                        }
+                        _ => 0,
+                    })
+                    .collect();
+                last = Some(cache.append_rows_at(model, &step, &positions));
             }
             let (la, lt) = last.expect("at least one call").to_host();
             for (i, p) in pending.iter().enumerate() {

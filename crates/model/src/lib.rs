@@ -64,8 +64,8 @@ pub use run_folder::{MODEL_CONFIG_FILE as CONFIG_FILE, WEIGHTS_FILE};
 pub use token::{Token, batch_from_tokens};
 
 #[cfg(test)]
-mod chain_fixture;
+mod memory_fixture;
 #[cfg(test)]
-mod chain_tests;
+mod memory_tests;
 #[cfg(test)]
 mod tests;

@@ -423,7 +423,7 @@ impl AdModel {
 
     /// `[B, L, d_model]`: each token's position embedding ([`TokenBatch::positions`]; slot
     /// tokens get row 0, which [`embed`](Self::embed) leaves out).
-    fn positions_of(&self, batch: &TokenBatch, device: &Device) -> Tensor<3> {
+    pub(crate) fn positions_of(&self, batch: &TokenBatch, device: &Device) -> Tensor<3> {
         let (b, l) = (batch.batch, batch.seq_len);
         let positions = batch.positions();
         let max = self.config.max_len;

@@ -234,10 +234,8 @@ fn memory_section_defaults_and_refusals() {
     );
     one_line("[memory]\nslots = 3\n", "configs/x.toml: memory");
     let memory = "[dataset]\ncontext = \"memory\"\n[model]\nobjective = \"dense\"\n";
-    one_line(
-        &format!("{memory}[memory]\nkeep = \"rewarded\"\n"),
-        "configs/x.toml: memory.keep: \"rewarded\" (the selective baseline) is not available yet",
-    );
+    let keep = parse(&format!("{memory}[memory]\nkeep = \"rewarded\"\n")).unwrap();
+    assert_eq!(keep.memory.keep, Keep::Rewarded);
     one_line(
         &format!("{memory}[memory]\ntrain_regions = 2\n"),
         "configs/x.toml: memory.train_regions: chunked histories are not available yet",

@@ -252,12 +252,6 @@ fn memory(cfg: &Config) -> Check {
         ));
     }
     // Not built yet: refused rather than silently ignored.
-    if m.keep != super::Keep::None {
-        return Err((
-            "memory.keep",
-            "\"rewarded\" (the selective baseline) is not available yet; use \"none\"".into(),
-        ));
-    }
     if m.train_regions > 0 {
         return Err((
             "memory.train_regions",

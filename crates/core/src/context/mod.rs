@@ -10,7 +10,8 @@
 //!   * `max_len` (the model's position limit) and `feat_dim`.
 //!
 //!   [`CompressedQuery`], [`WindowQuery`], [`CompressedDense`], [`WindowDense`],
-//!   [`MemoryDense`] (a whole history as a [`Chain`] of blocks with memory tokens).
+//!   [`MemoryDense`] (a whole history as a [`Chain`] of blocks with memory tokens),
+//!   [`KeepDense`] (the selective baseline: rewarded tokens of dropped regions kept).
 //! - [`layout_for`]: the registry, the one place that maps `dataset.context` ×
 //!   `model.objective` to a layout. Adding a mode is one new file here plus its line there
 //!   (and its name in `config::ContextMode`).
@@ -23,6 +24,7 @@
 mod chain;
 mod compressed_dense;
 mod compressed_query;
+mod keep_dense;
 mod memory_dense;
 mod rolling;
 mod token;
@@ -39,11 +41,12 @@ mod tests;
 
 use std::sync::Arc;
 
-use crate::config::{Config, ContextMode, Objective};
+use crate::config::{Config, ContextMode, Keep, Objective};
 
 pub use chain::{Chain, MemoryRead, MemoryUpdate};
 pub use compressed_dense::CompressedDense;
 pub use compressed_query::CompressedQuery;
+pub use keep_dense::KeepDense;
 pub use memory_dense::MemoryDense;
 pub use rolling::{CacheEvent, RollingContext, RollingState};
 pub use token::{Token, batch_from_tokens, dense_token};
@@ -151,6 +154,15 @@ pub fn layout_for(cfg: &Config) -> Box<dyn ContextLayout> {
         }
         (ContextMode::Window, Objective::Dense) => Box::new(WindowDense::new(n_transit)),
         // Config validation refuses the query objective with memory.
+        (ContextMode::Memory, _) if cfg.memory.keep == Keep::Rewarded => {
+            let env = crate::env::make_env(&cfg.env);
+            Box::new(KeepDense::new(
+                interval,
+                cfg.memory.keep_max,
+                env.obs_dim(),
+                env.n_actions(),
+            ))
+        }
         (ContextMode::Memory, _) => Box::new(MemoryDense::new(
             interval,
             cfg.memory.tokens,

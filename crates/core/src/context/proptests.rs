@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 
-use super::tokens::{PrevTransition, dense_features, marker, marker_at, transition_features};
+use super::tokens::{
+    PrevTransition, dense_feature_dim, dense_features, marker, marker_at, transition_features,
+};
 use super::*;
 use crate::config::Boundary;
 
@@ -131,6 +133,9 @@ impl HistoryView for Synthetic {
         let prev = (g > history_start).then(|| self.prev(g - 1));
         dense_features(prev, self.s(g), ACTIONS, out);
     }
+    fn reward(&self, g: usize) -> f32 {
+        self.rewards[g]
+    }
 }
 
 /// A key/value cache as the events describe it: must track the context token for token.
@@ -208,7 +213,14 @@ fn check_dense(
             let want = &train.tokens[..prefix];
             let have = &ctx.tokens()[ctx.len() - prefix..];
             prop_assert_eq!(have, want, "transition {}", g);
-            prop_assert!(ctx.len() <= layout.max_len());
+            // Kept tokens lead the context and take no position.
+            let kept = ctx
+                .tokens()
+                .iter()
+                .take_while(|t| t.slot().is_some())
+                .count();
+            prop_assert!(ctx.len() - kept <= layout.max_len());
+            prop_assert!(kept <= layout.slots());
             if chunk.is_none_or(|n| t < n || t % n == n - 1) {
                 prop_assert_eq!(ctx.len(), prefix, "transition {}", g);
                 prop_assert!(same_pattern(ctx.visibility(), &train.visibility, prefix));
@@ -306,6 +318,7 @@ fn all_layouts(i: usize, n: usize) -> Vec<Box<dyn ContextLayout>> {
         Box::new(WindowDense::new(n)),
         Box::new(MemoryDense::new(i, 2, MemoryUpdate::Concat)),
         Box::new(MemoryDense::new(i, 3, MemoryUpdate::Merge)),
+        Box::new(KeepDense::new(i, 3, OBS, ACTIONS)),
     ]
 }
 
@@ -317,7 +330,8 @@ fn labels_per_sample_by_hand() {
     // ⌈10/3⌉ + ⌈6/3⌉ = 4 + 2 = 6 samples → 16 / 6.
     let view = Synthetic::new(4, &[10, 6], 1);
     // Memory: one sample per history → 16 / 2.
-    let want = [1.0, 1.0, 3.2, 16.0 / 6.0, 8.0, 8.0];
+    // Keep: one sample per region, as compressed dense → 3.2.
+    let want = [1.0, 1.0, 3.2, 16.0 / 6.0, 8.0, 8.0, 3.2];
     for (mut layout, want) in all_layouts(4, 3).into_iter().zip(want) {
         layout.prepare(&view);
         let got = layout.labels_per_sample(&view);
@@ -373,6 +387,12 @@ proptest! {
         for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
             check_memory(Layout::new(MemoryDense::new(i, m.min(4), update)), &view)?;
         }
+    }
+
+    #[test]
+    fn keep_evaluation_equals_training((i, n, lens, seed) in arb_case()) {
+        let view = Synthetic::new(i, &lens, seed);
+        check_dense(Layout::new(KeepDense::new(i, n, OBS, ACTIONS)), &view, None)?;
     }
 
     #[test]
@@ -529,4 +549,50 @@ fn merge_context_is_bounded() {
             MemoryUpdate::Concat => assert!(most > 100, "{most}"),
         }
     }
+}
+
+/// The selective baseline by hand: I = 2, keep_max 2, one history of 8 transitions whose
+/// rewards are 1 at transitions 0, 1 and 3 (so the dense tokens D1, D2 and D4 carry a
+/// reward). Region 3's sequence (P = region 2) keeps, newest first, the rewarded tokens of
+/// regions 0 and 1: D2 then D1.
+#[test]
+fn keep_rewarded_by_hand() {
+    let mut view = Synthetic::new(2, &[8], 3);
+    view.rewards = vec![1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let layout = KeepDense::new(2, 2, OBS, ACTIONS);
+    let seq = TokenSequence::of_sample(&layout, &view, 3);
+    let dense = |g: usize| {
+        let mut f = vec![0.0; dense_feature_dim(OBS, ACTIONS)];
+        view.dense_features(g, 0, &mut f);
+        f
+    };
+    let kept = |g: usize, slot: usize| Token::Kept {
+        features: dense(g),
+        slot,
+    };
+    let t = |g: usize| Token::Transition(dense(g));
+    assert_eq!(
+        seq.tokens,
+        [
+            kept(2, 0),
+            kept(1, 1),
+            Token::Open,
+            t(4),
+            t(5),
+            Token::Close,
+            Token::Open,
+            t(6),
+            t(7)
+        ]
+    );
+    let labelled: Vec<usize> = (0..9).filter(|&i| seq.target_action[i] >= 0).collect();
+    assert_eq!(labelled, [7, 8]);
+    // Region 2 (P = region 1, holding D2) keeps only region 0's rewarded D1.
+    let seq = TokenSequence::of_sample(&layout, &view, 2);
+    assert_eq!(seq.tokens[0], kept(1, 0));
+    assert_eq!(seq.tokens[1], Token::Open);
+    // Positions skip the kept tokens.
+    let mut batch = batch_from_tokens(std::slice::from_ref(&seq.tokens), dense(0).len());
+    batch.visibility[0] = seq.visibility.clone();
+    assert_eq!(&batch.positions()[..3], &[0, 0, 1]);
 }

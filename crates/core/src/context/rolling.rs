@@ -54,6 +54,8 @@ pub struct RollingState {
     pub closed: usize,
     /// Which earlier tokens each token sees (the query included, as the last block's).
     pub visibility: Visibility,
+    /// Tokens before the first region's `<c>` (kept tokens of dropped regions).
+    pub prefix: usize,
 }
 
 impl RollingState {

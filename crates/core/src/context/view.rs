@@ -54,6 +54,8 @@ pub trait HistoryView: Sync {
     /// The dense-layout token of transition `g` (previous transition of the history starting
     /// at `history_start`, then `s_g`).
     fn dense_features(&self, g: usize, history_start: usize, out: &mut [f32]);
+    /// `r_g`.
+    fn reward(&self, g: usize) -> f32;
 }
 
 /// Receives one sample's tokens left to right; every push returns the token's position.
@@ -70,6 +72,9 @@ pub trait SequenceSink {
     fn query(&mut self, g: usize) -> usize;
     /// Memory token `<m_slot>`; `region`: its region's index where the layout embeds it.
     fn memory(&mut self, slot: usize, region: Option<usize>) -> usize;
+    /// The dense-layout token of transition `g` kept from a dropped region, as kept slot
+    /// `slot`.
+    fn kept(&mut self, g: usize, history_start: usize, slot: usize) -> usize;
     /// Supervise position `pos` with an action and a next-token-type label.
     fn label(&mut self, pos: usize, action: i32, next_type: i32);
     /// The sequence's attention pattern, for layouts that are not causal (sequences start
@@ -154,6 +159,13 @@ impl SequenceSink for TokenSequenceWriter<'_> {
 
     fn memory(&mut self, slot: usize, region: Option<usize>) -> usize {
         self.push(Token::Memory { slot, region })
+    }
+
+    fn kept(&mut self, g: usize, history_start: usize, slot: usize) -> usize {
+        let v = self.view;
+        let mut features = vec![0.0; dense_feature_dim(v.obs_dim(), v.n_actions())];
+        v.dense_features(g, history_start, &mut features);
+        self.push(Token::Kept { features, slot })
     }
 
     fn label(&mut self, pos: usize, action: i32, next_type: i32) {

@@ -208,22 +208,22 @@ wide_fn! {
     }
 }
 
-/// Column sums of `dy` (`n` columns) added into `out`: a bias gradient.
+/// Column sums of `dy` (`n` columns) added into `out`: a bias gradient. Chunks of
+/// `ROWS_PER_TASK` rows are summed in parallel and their sums added in chunk order, so the
+/// result does not depend on the thread count or on scheduling.
 pub fn add_column_sums(dy: &[f32], n: usize, out: &mut [f32]) {
-    let sums = dy
+    let partial: Vec<Vec<f32>> = dy
         .par_chunks(n * ROWS_PER_TASK)
         .map(|rows| {
             let mut s = vec![0.0f32; n];
             column_sums_rows(rows, &mut s);
             s
         })
-        .reduce(
-            || vec![0.0f32; n],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+        .collect();
+    let mut sums = vec![0.0f32; n];
+    for p in &partial {
+        sums.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
     out.iter_mut().zip(&sums).for_each(|(o, s)| *o += s);
 }
 

@@ -70,7 +70,8 @@ pub fn layer_norm_backward(
     dbeta: &mut [f32],
 ) {
     let d = gamma.len();
-    let (dg, db) = dx_acc
+    // Per-chunk sums added in chunk order: independent of the thread count and scheduling.
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx_acc
         .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(dy.par_chunks(d * ROWS_PER_TASK))
         .zip(xhat.par_chunks(d * ROWS_PER_TASK))
@@ -82,14 +83,12 @@ pub fn layer_norm_backward(
             layer_norm_backward_rows(dx, dy, xh, rs, gamma, &mut dg, &mut db, &mut g);
             (dg, db)
         })
-        .reduce(
-            || (vec![0.0f32; d], vec![0.0f32; d]),
-            |(mut a, mut b), (c, e)| {
-                a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
-                b.iter_mut().zip(&e).for_each(|(b, e)| *b += e);
-                (a, b)
-            },
-        );
+        .collect();
+    let (mut dg, mut db) = (vec![0.0f32; d], vec![0.0f32; d]);
+    for (c, e) in &partial {
+        dg.iter_mut().zip(c).for_each(|(a, c)| *a += c);
+        db.iter_mut().zip(e).for_each(|(b, e)| *b += e);
+    }
     dgamma.iter_mut().zip(&dg).for_each(|(o, v)| *o += v);
     dbeta.iter_mut().zip(&db).for_each(|(o, v)| *o += v);
 }

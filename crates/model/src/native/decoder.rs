@@ -53,14 +53,16 @@ impl NativeDecoder {
         let net = NativeNet::from_model(model)?;
         let c = net.config().clone();
         let kinds = net.weights().kind_table();
-        let per_layer = || (0..c.n_layers).map(|_| vec![0.0; c.max_len * c.d_model]);
+        // Slot tokens (kept tokens) come on top of the positions.
+        let capacity = c.max_len + c.slots;
+        let per_layer = || (0..c.n_layers).map(|_| vec![0.0; capacity * c.d_model]);
         let row = || Row {
             len: 0,
             chain: None,
             keys: per_layer().collect(),
             values: per_layer().collect(),
             x: vec![0.0; c.d_model],
-            scratch: DecodeScratch::new(c.d_model, c.d_ff, c.max_len),
+            scratch: DecodeScratch::new(c.d_model, c.d_ff, capacity),
             logits: vec![0.0; c.n_actions + token_type::COUNT],
         };
         Ok(Self {
@@ -112,9 +114,16 @@ impl NativeDecoder {
             }
             row.chain = None;
             let new: Vec<&Token> = r.new_tokens().collect();
+            // Positions count the tokens without a slot (kept tokens lead the context).
+            let lead = r.leading_slots();
             row.len = keep;
             for (i, t) in new.iter().enumerate() {
-                row.append((&w, kinds, shape), (t, r.visibility), i + 1 == new.len());
+                let position = match t.slot() {
+                    Some(_) => 0,
+                    None => keep + i - lead,
+                };
+                let token = (*t, position, r.visibility);
+                row.append((&w, kinds, shape), token, i + 1 == new.len());
             }
         };
         let tokens: usize = rows
@@ -142,13 +151,14 @@ impl NativeDecoder {
 }
 
 impl Row {
-    /// Run one token through the layers at position `len` under the row's `visibility`,
+    /// Run one token (at `position`, its position embedding) through the layers into cache
+    /// entry `len` under the row's `visibility`,
     /// storing its keys/values; compute the heads only when `with_heads` (the caller reads
     /// the last token's logits alone).
     fn append(
         &mut self,
         (w, kinds, shape): (&Weights, &[f32], Shape),
-        (token, visibility): (&Token, &Visibility),
+        (token, position, visibility): (&Token, usize, &Visibility),
         with_heads: bool,
     ) {
         let pos = self.len;
@@ -161,7 +171,7 @@ impl Row {
         if self.scratch.masked {
             visibility.key_mask(pos, &mut self.scratch.seen[..=pos]);
         }
-        embedding::decode(w, kinds, token, pos, &mut self.x);
+        embedding::decode(w, kinds, token, position, &mut self.x);
         let n_layers = w.layers.len();
         for (l, lw) in w.layers.iter().enumerate() {
             // The last layer's output of a token feeds nothing but the heads.

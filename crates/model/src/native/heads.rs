@@ -139,7 +139,8 @@ fn cross_entropy(
         }
         ((lse - z[y]) as f64, (argmax == y) as u8 as f64)
     };
-    let (loss, hits) = match dlogits {
+    // Per-row terms summed in row order: independent of the thread count and scheduling.
+    let rows: Vec<(f64, f64)> = match dlogits {
         Some((d, scale)) => d
             .par_chunks_mut(c)
             .zip(logits.par_chunks(c))
@@ -152,7 +153,7 @@ fn cross_entropy(
                     row_loss(z, y as usize, Some(o), scale)
                 }
             })
-            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1)),
+            .collect(),
         None => logits
             .par_chunks(c)
             .zip(labels.par_iter())
@@ -163,8 +164,9 @@ fn cross_entropy(
                     row_loss(z, y as usize, None, 0.0)
                 }
             })
-            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1)),
+            .collect(),
     };
+    let (loss, hits) = rows.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     (
         (loss / denom as f64) as f32,
         (hits / denom as f64) as f32,

@@ -335,13 +335,13 @@ fn every_gradient_matches_burn_under_block_visibility() {
 /// shape on two shipped-size histories (13 regions of 80 steps, M = 4; 2,140 tokens each).
 #[test]
 fn chains_match_burn_gradients() {
-    use crate::chain_fixture::{Histories, chain_batch, layout};
+    use crate::memory_fixture::{Histories, chain_batch, layout};
     use ccad_core::context::MemoryUpdate;
     let view = Histories::new(2, 13, 80, 11);
     for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
         let (layout, max_len) = layout(80, 4, update);
         let b = chain_batch(&view, &layout);
-        let cfg = crate::chain_tests::memory_model(max_len, 4, 0).1;
+        let cfg = crate::memory_tests::memory_model(max_len, 4, 0).1;
         let (m, device) = model(&cfg, 4);
         let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
         let net = NativeNet::from_model(&m).unwrap();
@@ -392,5 +392,57 @@ fn chains_match_burn_gradients() {
                 "{update:?}: region {region}"
             );
         }
+    }
+}
+
+/// Reductions are order-fixed: a training step on 1 thread and on 2 threads gives
+/// bit-identical loss and gradients, for a causal batch (16 × 163 tokens), memory chains
+/// (concat and merge, 2 × 2,140 tokens) and the selective baseline's kept prefixes.
+#[test]
+fn one_and_two_threads_give_bit_identical_steps() {
+    use crate::memory_fixture::{Histories, chain_batch, keep_batch, layout};
+    use ccad_core::context::{KeepDense, MemoryUpdate};
+    let step = |net: &NativeNet, b: &TokenBatch, threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut g = vec![0.0f32; net.n_params()];
+        let m = pool.install(|| net.loss_and_grads(b, 5, &mut g));
+        (
+            m.total.to_bits(),
+            g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        )
+    };
+    let view = Histories::new(2, 13, 80, 21);
+    let mut cases: Vec<(String, AdModelConfig, TokenBatch)> = Vec::new();
+    let causal_cfg = AdModelConfig {
+        max_len: 163,
+        d_model: 64,
+        n_heads: 4,
+        d_ff: 256,
+        n_layers: 2,
+        ..config(0.1)
+    };
+    cases.push(("causal".into(), causal_cfg, batch(3, &[163; 16], 163)));
+    for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
+        let (l, max_len) = layout(80, 4, update);
+        let cfg = crate::memory_tests::memory_model(max_len, 4, 0).1;
+        cases.push((format!("{update:?}"), cfg, chain_batch(&view, &l)));
+    }
+    let keep = KeepDense::new(80, 16, 2, 5);
+    let cfg = crate::memory_tests::memory_model(163, 16, 0).1;
+    cases.push(("keep".into(), cfg, keep_batch(&view, &keep)));
+    for (name, cfg, b) in cases {
+        assert!(
+            b.lengths.iter().sum::<usize>() >= 1_000,
+            "{name}: realistic size"
+        );
+        let (m, _) = model(&cfg, 1);
+        let net = NativeNet::from_model(&m).unwrap();
+        assert!(
+            step(&net, &b, 1) == step(&net, &b, 2),
+            "{name}: 1 and 2 threads differ"
+        );
     }
 }

@@ -7,7 +7,7 @@ use ccad_core::config::ModelConfig;
 use ccad_core::context::MemoryUpdate;
 use ccad_core::tokens::TokenBatch;
 
-use crate::chain_fixture::{FEAT, Histories, chain_batch, layout};
+use crate::memory_fixture::{FEAT, Histories, chain_batch, layout};
 use crate::{AdModel, AdModelConfig};
 
 /// The default model shape (d 64, 4 layers, 4 heads, ff 256) over a memory layout.
@@ -172,6 +172,99 @@ fn teacher_forcing_decoders_equal_one_pass() {
                 }
             }
             assert_eq!(checked, 13 * 20);
+        }
+    }
+}
+
+/// The selective baseline (`keep = "rewarded"`): teacher forcing through both key/value
+/// caches against the one-pass forward of each region's sequence (kept prefix, then the
+/// block), within 1e-4; and native against burn's one pass.
+#[test]
+fn teacher_forcing_keep_equals_one_pass() {
+    use crate::Decoder;
+    use crate::decode::RowTokens;
+    use crate::memory_fixture::keep_batch;
+    use crate::native::{NativeDecoder, NativeNet};
+    use ccad_core::context::{ContextLayout, HistoryView, KeepDense, Layout, RollingContext};
+    use ccad_core::tokens::PrevTransition;
+
+    let (interval, keep_max) = (10, 6);
+    let view = Histories::new(1, 8, interval, 13);
+    let layout = KeepDense::new(interval, keep_max, 2, 5);
+    let batch = keep_batch(&view, &layout);
+    let (model, cfg) = memory_model(layout.max_len(), keep_max, 3);
+    let net = NativeNet::from_model(&model).unwrap();
+    let a = cfg.n_actions;
+    let burn = logits(&model, &batch, true);
+    let native = net.action_logits(&batch);
+    // Packed native logits: sequence by sequence, padding dropped.
+    let l = batch.seq_len;
+    let mut packed_at = Vec::new();
+    for (b, &len) in batch.lengths.iter().enumerate() {
+        packed_at.extend((0..len).map(|i| b * l + i));
+    }
+    for (k, &p) in packed_at.iter().enumerate() {
+        for j in 0..a {
+            let (x, y) = (native[k * a + j], burn[p * a + j]);
+            assert!((x - y).abs() < 1e-4, "native vs burn one pass at {p}");
+        }
+    }
+    assert!(
+        batch.slot.iter().any(|&s| s >= 0),
+        "nothing kept: the test keeps nothing"
+    );
+
+    let device = backend::device();
+    for native_decoder in [true, false] {
+        let mut decoder: Box<dyn Decoder> = if native_decoder {
+            Box::new(NativeDecoder::new(&model, 1).unwrap())
+        } else {
+            Box::new(crate::BurnCacheDecoder::new(&model, 1, &device))
+        };
+        let mut ctx = RollingContext::new(Layout::new(layout));
+        let range = view.history_range(0);
+        let state_of = |g: usize| {
+            let mut f = vec![0.0; FEAT];
+            view.dense_features(g, range.start, &mut f);
+            [f[11] as i32, f[12] as i32]
+        };
+        let (mut action, mut types) = (vec![0.0; a], vec![0.0; 3]);
+        let mut unchanged = 0;
+        let mut event = ctx.begin(&state_of(range.start), a);
+        for g in range.clone() {
+            if g > range.start {
+                unchanged = event.unchanged(ctx.len());
+            }
+            let row = RowTokens {
+                context: ctx.tokens(),
+                last: None,
+                unchanged,
+                visibility: ctx.visibility(),
+            };
+            decoder.decode(&[row], &mut action, &mut types);
+            let (r, at) = (view.region_of(g), ctx.len() - 1);
+            assert_eq!(batch.target_action[r * l + at], view.action(g) as i32);
+            for j in 0..a {
+                let want = burn[(r * l + at) * a + j];
+                assert!(
+                    (action[j] - want).abs() < 1e-4,
+                    "native {native_decoder}: transition {g}: decoder {} vs one pass {want}",
+                    action[j]
+                );
+            }
+            if g + 1 < range.end {
+                let mut f = vec![0.0; FEAT];
+                view.dense_features(g + 1, range.start, &mut f);
+                let (s, s_next) = ([f[0] as i32, f[1] as i32], [f[8] as i32, f[9] as i32]);
+                let prev = PrevTransition {
+                    s: &s,
+                    a: (0..5).find(|&k| f[2 + k] == 1.0).unwrap(),
+                    r: f[7],
+                    s_next: &s_next,
+                    done: f[10] == 1.0,
+                };
+                event = ctx.observe(prev, &state_of(g + 1), a, false);
+            }
         }
     }
 }

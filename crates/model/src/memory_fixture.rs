@@ -107,6 +107,9 @@ impl HistoryView for Histories {
         let p = self.prev(g);
         transition_features(p.s, p.a, p.r, p.s_next, ACTIONS, out);
     }
+    fn reward(&self, g: usize) -> f32 {
+        self.rewards[g]
+    }
     fn dense_features(&self, g: usize, history_start: usize, out: &mut [f32]) {
         let prev = (g > history_start).then(|| self.prev(g - 1));
         dense_features(prev, &self.states[g * OBS..(g + 1) * OBS], ACTIONS, out);
@@ -136,4 +139,20 @@ pub(crate) fn layout(interval: usize, slots: usize, update: MemoryUpdate) -> (Me
     let l = MemoryDense::new(interval, slots, update);
     let max_len = l.max_len();
     (l, max_len)
+}
+
+/// Every region of `view` under the selective baseline, one sequence each, labelled as
+/// training labels them.
+pub(crate) fn keep_batch(view: &Histories, layout: &ccad_core::context::KeepDense) -> TokenBatch {
+    let seqs: Vec<TokenSequence> = (0..view.n_regions())
+        .map(|r| TokenSequence::of_sample(layout, view, r))
+        .collect();
+    let tokens: Vec<_> = seqs.iter().map(|s| s.tokens.clone()).collect();
+    let mut batch = batch_from_tokens(&tokens, FEAT);
+    let l = batch.seq_len;
+    for (b, s) in seqs.iter().enumerate() {
+        batch.target_action[b * l..b * l + s.tokens.len()].copy_from_slice(&s.target_action);
+        batch.target_type[b * l..b * l + s.tokens.len()].copy_from_slice(&s.target_type);
+    }
+    batch
 }
