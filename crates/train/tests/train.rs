@@ -705,3 +705,52 @@ fn a_run_refuses_a_re_collected_dataset_unless_told() {
         (new_hash.clone(), vec![new_hash])
     );
 }
+
+/// Every memory mode trains end to end on both engines (loss falls; the stats name the mode)
+/// and its model rolls out in context through evaluation's decoder during training.
+#[test]
+fn memory_modes_train_and_roll_out() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let modes = [
+        ("merge", r#"memory.update="merge""#),
+        ("concat", r#"memory.update="concat""#),
+        ("keep", r#"memory.keep="rewarded""#),
+    ];
+    for (name, mode) in modes {
+        for engine in ["native", "burn"] {
+            let engine_override = format!("train.engine={engine}");
+            let cfg = config(&[
+                r#"model.objective="dense""#,
+                r#"dataset.context="memory""#,
+                mode,
+                "model.dropout=0.0",
+                "train.batch_size=4",
+                "train.steps=40",
+                "train.summary_interval=10",
+                "train.icl_interval=40",
+                "train.icl_episodes=3",
+                &engine_override,
+            ]);
+            let f = fixture(&cfg);
+            let run = f.root.join(format!("runs/{name}-{engine}"));
+            let mut probe = train::icl::EvaluateProbe::from_dataset(&cfg, &f.data).unwrap();
+            train_at(&cfg, &f.data, &run, &quiet(), Some(&mut probe)).unwrap();
+            let loss = scalars(&run, "train/loss");
+            let (first, last) = (loss[0].1, loss[loss.len() - 1].1);
+            assert!(
+                last < 0.8 * first,
+                "{name} {engine}: loss did not fall: {loss:?}"
+            );
+            let stats: TrainStats = serde_json::from_str(
+                &std::fs::read_to_string(run.join("train_stats.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(stats.context, "memory", "{name} {engine}");
+            for set in ["train", "test"] {
+                let curve = scalars(&run, &format!("icl_curve/step_00000040/{set}_return"));
+                assert_eq!(curve.len(), 3, "{name} {engine} {set}: {curve:?}");
+                assert!(curve.iter().all(|&(_, r)| (0.0..=5.0).contains(&r)));
+            }
+        }
+    }
+}
