@@ -541,3 +541,54 @@ fn parameter_count_of_the_default_model() {
     let c = AdModelConfig::new(&ccad_core::config::ModelConfig::default(), 10, 81, 5, 163);
     assert_eq!(c.init(&backend::device()).num_params(), 217_224);
 }
+
+#[test]
+fn a_flipped_bit_or_a_non_finite_weight_is_refused_on_load() {
+    let (model, device) = model(12);
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let weights = dir.path().join(WEIGHTS_FILE);
+    let good = std::fs::read(&weights).unwrap();
+    assert!(AdModel::load(dir.path(), &device).is_ok());
+
+    // One bit of the last tensor value (the data ends the file) flipped.
+    let mut bad = good.clone();
+    let last = bad.len() - 2;
+    bad[last] ^= 0x01;
+    std::fs::write(&weights, &bad).unwrap();
+    let err = AdModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors: weights: the weights hash to")
+            && err.contains("the file is corrupt"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+
+    // A NaN weight: refused when saving, and when loading a file that holds one (an f32
+    // NaN's bytes written over the last value, which also breaks the digest).
+    let mut nan = good.clone();
+    let n = nan.len();
+    nan[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&weights, &nan).unwrap();
+    let err = AdModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("holds a non-finite value"), "{err}");
+    let mut net = crate::native::NativeNet::from_model(&model).unwrap();
+    net.params_mut()[0] = f32::NAN;
+    let other = tempfile::tempdir().unwrap();
+    let err = net
+        .to_model(&device)
+        .save(other.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("weights: not saved") && err.contains("non-finite"),
+        "{err}"
+    );
+
+    // A file written before the digest existed (no metadata) loads unchecked.
+    let mut store = burn::store::SafetensorsStore::from_bytes(None);
+    burn::store::ModuleSnapshot::save_into(&model, &mut store).unwrap();
+    std::fs::write(&weights, store.get_bytes().unwrap()).unwrap();
+    let loaded = AdModel::load(dir.path(), &device).unwrap();
+    assert_eq!(loaded.params_digest(), model.params_digest());
+}
