@@ -49,6 +49,18 @@ pub trait Environment: Send + Sync {
     fn task_param_name(&self) -> &'static str;
     /// Parameters that define the environment family (stored in the dataset, checked on load).
     fn params_json(&self) -> String;
+    /// Whether `obs` is an observation this environment can produce.
+    fn contains(&self, obs: &[i32]) -> bool;
+    /// The state behind `obs` when the observation determines it (a position), so that a
+    /// recorded step can be replayed and checked; `None` where it does not.
+    fn state_of(&self, _obs: &[i32]) -> Option<EnvState> {
+        None
+    }
+}
+
+/// Whether `obs` is a cell of a `grid`-sided room.
+fn in_grid(grid: usize, obs: &[i32]) -> bool {
+    obs.len() == 2 && obs.iter().all(|&v| v >= 0 && (v as usize) < grid)
 }
 
 /// Build the environment a config names.
@@ -246,6 +258,16 @@ impl Environment for DarkRoom {
     fn params_json(&self) -> String {
         format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
     }
+    fn contains(&self, obs: &[i32]) -> bool {
+        in_grid(self.grid, obs)
+    }
+    fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
+        self.contains(obs).then(|| EnvState {
+            row: obs[0],
+            col: obs[1],
+            t: 0,
+        })
+    }
 }
 
 /// Dark Room with permuted actions: start at (0, 0), goal at the far corner; task `i` applies
@@ -336,6 +358,16 @@ impl Environment for DarkRoomPermuted {
     }
     fn params_json(&self) -> String {
         format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
+    }
+    fn contains(&self, obs: &[i32]) -> bool {
+        in_grid(self.grid, obs)
+    }
+    fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
+        self.contains(obs).then(|| EnvState {
+            row: obs[0],
+            col: obs[1],
+            t: 0,
+        })
     }
 }
 

@@ -180,6 +180,19 @@ impl Histories {
         if th.steps == 0 || th.n_stream == 0 {
             return Err(Error::file(p, field(names::STATES), "holds no transitions"));
         }
+        let params = env.task_params(th.task);
+        if th.params != params {
+            return Err(Error::file(
+                p,
+                field(env.task_param_name()),
+                format!(
+                    "is {:?}, but task {} of {} has {params:?}",
+                    th.params,
+                    th.task,
+                    env.name()
+                ),
+            ));
+        }
         let (t_len, s_len, d) = (th.steps, th.n_stream, th.obs_dim);
         let n_states = env.n_states();
         let n_new = t_len * s_len;
@@ -226,6 +239,8 @@ impl Histories {
                         ),
                     ));
                 }
+                check_step(env, th, (s, t, i), (obs, next, a as usize))
+                    .map_err(|(name, msg)| Error::file(p, field(name), msg))?;
                 let done = match th.dones[i] {
                     0 => false,
                     1 => true,
@@ -253,9 +268,47 @@ impl Histories {
     }
 }
 
+/// A recorded step against the environment: a finite reward, and, where the observation
+/// determines the state, the next state and reward that replaying the action gives.
+/// Err: (dataset name, message).
+fn check_step(
+    env: &dyn Environment,
+    th: &TaskHistory,
+    (s, t, i): (usize, usize, usize),
+    (obs, next, a): (&[i32], &[i32], usize),
+) -> std::result::Result<(), (&'static str, String)> {
+    let r = th.rewards[i];
+    if !r.is_finite() {
+        return Err((names::REWARDS, format!("stream {s} step {t}: reward {r}")));
+    }
+    let Some(mut state) = env.state_of(obs) else {
+        return Ok(());
+    };
+    let out = env.step(th.task, &mut state, a);
+    let mut want = vec![0; obs.len()];
+    env.observe(&state, &mut want);
+    if want != next {
+        return Err((
+            names::NEXT_STATES,
+            format!("stream {s} step {t}: {next:?}, but action {a} from {obs:?} leads to {want:?}"),
+        ));
+    }
+    if out.reward != r {
+        return Err((
+            names::REWARDS,
+            format!(
+                "stream {s} step {t}: reward {r}, but task {} ({:?}) gives {} at {next:?}",
+                th.task,
+                env.task_params(th.task),
+                out.reward
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn state_index_checked(env: &dyn Environment, obs: &[i32], n_states: usize) -> Option<usize> {
-    // Negative coordinates would wrap in the environment's index arithmetic.
-    if obs.iter().any(|&v| v < 0) {
+    if !env.contains(obs) {
         return None;
     }
     let idx = env.state_index(obs);
@@ -307,6 +360,60 @@ fn check_meta(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environme
     }
     if env.n_actions() > u8::MAX as usize + 1 {
         return Err(Error::file(path, attrs::N_ACTIONS, "more than 256 actions"));
+    }
+    check_split(path, meta, cfg, env)
+}
+
+/// The file's split: tasks in range, listed once, train and held-out disjoint, and the split
+/// the config chooses (`env::split_tasks`: split seed, task counts, listed held-out tasks).
+fn check_split(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environment) -> Result<()> {
+    let lists = [
+        (attrs::TRAIN_TASKS, &meta.train_tasks),
+        (attrs::TEST_TASKS, &meta.test_tasks),
+    ];
+    let mut seen = vec![false; env.n_tasks()];
+    for (field, tasks) in lists {
+        for &t in tasks {
+            if t >= env.n_tasks() {
+                return Err(Error::file(
+                    path,
+                    field,
+                    format!(
+                        "task {t} does not exist ({} has {})",
+                        env.name(),
+                        env.n_tasks()
+                    ),
+                ));
+            }
+            if std::mem::replace(&mut seen[t], true) {
+                return Err(Error::file(
+                    path,
+                    field,
+                    format!("task {t} is listed twice (or both trained on and held out)"),
+                ));
+            }
+        }
+    }
+    // The config's split: the same held-out tasks, and training only on its train tasks.
+    let (train, test) = ccad_core::env::split_tasks(&cfg.env, env, env.n_tasks())
+        .map_err(|(field, msg)| Error::file(path, field, msg))?;
+    let why = "(env.split_seed, env.n_tasks, the task counts or env.test_tasks differ)";
+    if test != meta.test_tasks {
+        return Err(Error::file(
+            path,
+            attrs::TEST_TASKS,
+            format!(
+                "the file holds out {:?}, the config's split {test:?} {why}",
+                meta.test_tasks
+            ),
+        ));
+    }
+    if let Some(t) = meta.train_tasks.iter().find(|t| !train.contains(t)) {
+        return Err(Error::file(
+            path,
+            attrs::TRAIN_TASKS,
+            format!("the file trains on task {t}, which the config's split does not {why}"),
+        ));
     }
     Ok(())
 }

@@ -42,10 +42,12 @@ fn meta() -> HistoryMeta {
 fn task(id: usize) -> TaskHistory {
     let s0 = [[1, 1], [1, 2], [2, 2], [1, 2], [1, 1], [1, 1]];
     let a0 = [2, 0, 1, 3, 4];
-    let r0 = [0.0, 0.0, 0.0, 1.0, 1.0];
+    // Rewards of task 4 (goal = the start); other tasks never reach their goal here.
+    let goal = if id == 4 { 1.0 } else { 0.0 };
+    let r0 = [0.0, 0.0, 0.0, goal, goal];
     let s1 = [[1, 1], [0, 1], [0, 1], [1, 1], [1, 1], [1, 0]];
     let a1 = [1, 4, 0, 4, 3];
-    let r1 = [0.0, 0.0, 1.0, 1.0, 0.0];
+    let r1 = [0.0, 0.0, goal, goal, 0.0];
     let mut h = TaskHistory {
         task: id,
         param_name: "goal".into(),
@@ -288,7 +290,69 @@ fn bad_contents_are_refused_naming_task_and_field() {
     let e = Histories::load(&path, &cfg, TaskSet::Test)
         .unwrap_err()
         .to_string();
-    assert!(e.ends_with("test_tasks: lists no tasks"), "{e}");
+    assert!(
+        e.ends_with("test_tasks: the file holds out [], the config's split [0] (env.split_seed, env.n_tasks, the task counts or env.test_tasks differ)"),
+        "{e}"
+    );
+
+    // The audits: every message one line naming the file, the task and the field.
+    let one_line = |path: &Path, want: &str| {
+        let e = err(path, &cfg);
+        assert!(e.contains(want) && !e.contains('\n'), "{e}");
+    };
+    // A held-out task also trained on (a leak).
+    let mut m = meta();
+    m.train_tasks = vec![4, 0];
+    write(&path, &m, &[task(4), task(0)]);
+    one_line(
+        &path,
+        "test_tasks: task 0 is listed twice (or both trained on and held out)",
+    );
+    // Another split seed holds out another task.
+    write(&path, &meta(), &[task(4), task(0)]);
+    let other = config(&["env.split_seed=7"]);
+    let e = Dataset::load(&path, &other, TaskSet::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("test_tasks: the file holds out [0], the config's split"),
+        "{e}"
+    );
+    // A goal attribute the task does not have.
+    let mut bad = task(4);
+    bad.params = vec![0, 0];
+    write(&path, &meta(), &[bad]);
+    one_line(
+        &path,
+        "4/goal: is [0, 0], but task 4 of darkroom has [1, 1]",
+    );
+    // A reward the goal contradicts (stream 0 step 0 ends on (1, 2), not the goal).
+    let mut bad = task(4);
+    bad.rewards[0] = 1.0;
+    write(&path, &meta(), &[bad]);
+    one_line(
+        &path,
+        "4/rewards: stream 0 step 0: reward 1, but task 4 ([1, 1]) gives 0 at [1, 2]",
+    );
+    // A non-finite reward.
+    let mut bad = task(4);
+    bad.rewards[2] = f32::NAN;
+    write(&path, &meta(), &[bad]);
+    one_line(&path, "4/rewards: stream 0 step 1: reward NaN");
+    // A state inside the index range but outside the room: (0, 5) has index 5 < 9.
+    let mut bad = task(4);
+    bad.states[2] = 0;
+    bad.states[3] = 5;
+    write(&path, &meta(), &[bad]);
+    one_line(&path, "4/states: stream 1 step 0: [0, 5] is not a state");
+    // A next state the action does not lead to.
+    let mut bad = task(4);
+    bad.next_states[0] = 2;
+    write(&path, &meta(), &[bad]);
+    one_line(
+        &path,
+        "4/next_states: stream 0 step 0: [2, 2], but action 2 from [1, 1] leads to [1, 2]",
+    );
 
     let e = err(&dir.path().join("missing.hdf5"), &cfg);
     assert!(e.contains("missing.hdf5: file: does not exist"), "{e}");

@@ -53,6 +53,12 @@ fn config(overrides: &[&str]) -> Config {
 /// A history file whose learners act by a fixed rule of the state, `a = (row + col) % 5`,
 /// so the query's action is learnable: 9 tasks (3 × 3 goals), 2 streams of 24 steps.
 fn write_history(path: &Path, cfg: &Config) {
+    write_history_acting(path, cfg, 0);
+}
+
+/// [`write_history`] with the rule `a = (row + col + stream + shift) % 5` (another shift is
+/// another dataset of the same environment and split).
+fn write_history_acting(path: &Path, cfg: &Config, shift: usize) {
     let env = make_env(&cfg.env);
     let (train_tasks, test_tasks) = split_tasks(&cfg.env, env.as_ref(), env.n_tasks()).unwrap();
     let meta = HistoryMeta::for_config(cfg, &*env, train_tasks, test_tasks);
@@ -80,7 +86,7 @@ fn write_history(path: &Path, cfg: &Config) {
                 let i = t * s_len + s;
                 let mut obs = vec![0; d];
                 env.observe(st, &mut obs);
-                let a = (obs.iter().sum::<i32>() as usize + s) % env.n_actions();
+                let a = (obs.iter().sum::<i32>() as usize + s + shift) % env.n_actions();
                 h.states[i * d..(i + 1) * d].copy_from_slice(&obs);
                 let out = env.step(task, st, a);
                 env.observe(st, &mut h.next_states[i * d..(i + 1) * d]);
@@ -674,8 +680,9 @@ fn a_run_refuses_a_re_collected_dataset_unless_told() {
     let first = read();
     assert_eq!(first.hash, ccad_core::hash::file_hash(&f.data).unwrap());
 
-    // The same file name, re-collected with another split.
-    write_history(&f.data, &config(&["train.steps=10", "env.split_seed=7"]));
+    // The same file name, re-collected with other learners (the same split: another split
+    // is refused earlier, by the dataset's own audit).
+    write_history_acting(&f.data, &cfg, 1);
     let new_hash = ccad_core::hash::file_hash(&f.data).unwrap();
     assert_ne!(new_hash, first.hash);
     let e = train_at(&cfg, &f.data, &run, &quiet(), None)
