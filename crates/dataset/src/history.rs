@@ -203,6 +203,7 @@ impl Histories {
         self.dones.reserve(n_new);
         self.markers.reserve(n_new);
         self.state_index.reserve(n_new);
+        let mut replayed = Vec::with_capacity(d);
         for s in 0..s_len {
             for t in 0..t_len {
                 let i = t * s_len + s;
@@ -239,7 +240,7 @@ impl Histories {
                         ),
                     ));
                 }
-                check_step(env, th, (s, t, i), (obs, next, a as usize))
+                check_step(env, th, (s, t, i), (obs, next, a as usize), &mut replayed)
                     .map_err(|(name, msg)| Error::file(p, field(name), msg))?;
                 let done = match th.dones[i] {
                     0 => false,
@@ -276,6 +277,7 @@ fn check_step(
     th: &TaskHistory,
     (s, t, i): (usize, usize, usize),
     (obs, next, a): (&[i32], &[i32], usize),
+    want: &mut Vec<i32>,
 ) -> std::result::Result<(), (&'static str, String)> {
     let r = th.rewards[i];
     if !r.is_finite() {
@@ -285,9 +287,9 @@ fn check_step(
         return Ok(());
     };
     let out = env.step(th.task, &mut state, a);
-    let mut want = vec![0; obs.len()];
-    env.observe(&state, &mut want);
-    if want != next {
+    want.resize(obs.len(), 0);
+    env.observe(&state, want);
+    if want.as_slice() != next {
         return Err((
             names::NEXT_STATES,
             format!("stream {s} step {t}: {next:?}, but action {a} from {obs:?} leads to {want:?}"),
