@@ -171,20 +171,27 @@ impl Row {
         if self.scratch.masked {
             visibility.key_mask(pos, &mut self.scratch.seen[..=pos]);
         }
+        self.run((w, kinds, shape), (token, position), pos, with_heads);
+    }
+
+    /// Embed `token` at `position`, run it through the layers into cache entry `entry`
+    /// (attending to the entries before it that `scratch` lets it see), count it, and
+    /// compute the heads when `with_heads`.
+    fn run(
+        &mut self,
+        (w, kinds, shape): (&Weights, &[f32], Shape),
+        (token, position): (&Token, usize),
+        entry: usize,
+        with_heads: bool,
+    ) {
         embedding::decode(w, kinds, token, position, &mut self.x);
         let n_layers = w.layers.len();
         for (l, lw) in w.layers.iter().enumerate() {
             // The last layer's output of a token feeds nothing but the heads.
             let output = with_heads || l + 1 < n_layers;
             let cache = (&mut self.keys[l][..], &mut self.values[l][..]);
-            block::decode(
-                shape,
-                lw,
-                cache,
-                pos,
-                &mut self.x,
-                (&mut self.scratch, output),
-            );
+            let scratch = (&mut self.scratch, output);
+            block::decode(shape, lw, cache, entry, &mut self.x, scratch);
         }
         self.len += 1;
         if with_heads {
@@ -302,24 +309,7 @@ impl Row {
             self.scratch.scores.resize(2 * (pos + 1), 0.0);
         }
         self.scratch.masked = false;
-        embedding::decode(w, kinds, token, position, &mut self.x);
-        for (l, lw) in w.layers.iter().enumerate() {
-            let output = with_heads || l + 1 < n_layers;
-            let cache = (&mut self.keys[l][..], &mut self.values[l][..]);
-            block::decode(
-                shape,
-                lw,
-                cache,
-                pos,
-                &mut self.x,
-                (&mut self.scratch, output),
-            );
-        }
-        self.len += 1;
-        if with_heads {
-            let s = &mut self.scratch;
-            heads::decode(w, &self.x, (&mut s.h, &mut s.xhat), &mut self.logits);
-        }
+        self.run((w, kinds, shape), (token, position), pos, with_heads);
     }
 }
 
