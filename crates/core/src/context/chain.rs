@@ -76,7 +76,7 @@ impl Chain {
 
     /// Begin a block at token `start` (after every earlier block's tokens).
     pub fn open_block(&mut self, start: usize) {
-        debug_assert!(self.starts.last().is_none_or(|&s| (s as usize) < start) || start == 0);
+        debug_assert!(self.starts.last().is_none_or(|&s| (s as usize) < start));
         self.starts.push(start as u32);
         self.memory.push(None);
     }
