@@ -63,6 +63,15 @@ fn in_grid(grid: usize, obs: &[i32]) -> bool {
     obs.len() == 2 && obs.iter().all(|&v| v >= 0 && (v as usize) < grid)
 }
 
+/// The state at cell `obs` of a `grid`-sided room (position is the whole state).
+fn grid_state(grid: usize, obs: &[i32]) -> Option<EnvState> {
+    in_grid(grid, obs).then(|| EnvState {
+        row: obs[0],
+        col: obs[1],
+        t: 0,
+    })
+}
+
 /// Build the environment a config names.
 pub fn make_env(cfg: &EnvConfig) -> Box<dyn Environment> {
     match cfg.name {
@@ -262,11 +271,7 @@ impl Environment for DarkRoom {
         in_grid(self.grid, obs)
     }
     fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
-        self.contains(obs).then(|| EnvState {
-            row: obs[0],
-            col: obs[1],
-            t: 0,
-        })
+        grid_state(self.grid, obs)
     }
 }
 
@@ -363,11 +368,7 @@ impl Environment for DarkRoomPermuted {
         in_grid(self.grid, obs)
     }
     fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
-        self.contains(obs).then(|| EnvState {
-            row: obs[0],
-            col: obs[1],
-            t: 0,
-        })
+        grid_state(self.grid, obs)
     }
 }
 

@@ -119,8 +119,15 @@ impl HistoryView for Histories {
 /// Every history of `view` as one chain each, labelled as training labels them.
 pub(crate) fn chain_batch(view: &Histories, layout: &MemoryDense) -> TokenBatch {
     assert_eq!(dense_feature_dim(OBS, ACTIONS), FEAT);
-    let seqs: Vec<TokenSequence> = (0..view.n_histories())
-        .map(|h| TokenSequence::of_sample(layout, view, h))
+    let batch = labelled_batch(layout, view, view.n_histories());
+    assert!(matches!(batch.visibility[0], Visibility::Chain(_)));
+    batch
+}
+
+/// Samples `0..n` of `layout` over `view`, with their labels and visibility.
+fn labelled_batch(layout: &dyn ContextLayout, view: &Histories, n: usize) -> TokenBatch {
+    let seqs: Vec<TokenSequence> = (0..n)
+        .map(|i| TokenSequence::of_sample(layout, view, i))
         .collect();
     let tokens: Vec<_> = seqs.iter().map(|s| s.tokens.clone()).collect();
     let mut batch = batch_from_tokens(&tokens, FEAT);
@@ -130,7 +137,6 @@ pub(crate) fn chain_batch(view: &Histories, layout: &MemoryDense) -> TokenBatch 
         batch.target_type[b * l..b * l + s.tokens.len()].copy_from_slice(&s.target_type);
         batch.visibility[b] = s.visibility.clone();
     }
-    assert!(matches!(batch.visibility[0], Visibility::Chain(_)));
     batch
 }
 
@@ -144,15 +150,5 @@ pub(crate) fn layout(interval: usize, slots: usize, update: MemoryUpdate) -> (Me
 /// Every region of `view` under the selective baseline, one sequence each, labelled as
 /// training labels them.
 pub(crate) fn keep_batch(view: &Histories, layout: &ccad_core::context::KeepDense) -> TokenBatch {
-    let seqs: Vec<TokenSequence> = (0..view.n_regions())
-        .map(|r| TokenSequence::of_sample(layout, view, r))
-        .collect();
-    let tokens: Vec<_> = seqs.iter().map(|s| s.tokens.clone()).collect();
-    let mut batch = batch_from_tokens(&tokens, FEAT);
-    let l = batch.seq_len;
-    for (b, s) in seqs.iter().enumerate() {
-        batch.target_action[b * l..b * l + s.tokens.len()].copy_from_slice(&s.target_action);
-        batch.target_type[b * l..b * l + s.tokens.len()].copy_from_slice(&s.target_type);
-    }
-    batch
+    labelled_batch(layout, view, view.n_regions())
 }
