@@ -49,7 +49,13 @@ impl Histories {
         }
     }
 
-    fn prev(&self, g: usize) -> PrevTransition<'_> {
+    /// `s_g`.
+    pub(crate) fn state(&self, g: usize) -> &[i32] {
+        &self.states[g * OBS..(g + 1) * OBS]
+    }
+
+    /// Transition `g`, as the next step's dense token carries it.
+    pub(crate) fn prev(&self, g: usize) -> PrevTransition<'_> {
         PrevTransition {
             s: &self.states[g * OBS..(g + 1) * OBS],
             a: self.actions[g],

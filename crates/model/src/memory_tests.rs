@@ -97,7 +97,6 @@ fn teacher_forcing_decoders_equal_one_pass() {
     use crate::decode::RowTokens;
     use crate::native::{NativeDecoder, NativeNet};
     use ccad_core::context::{HistoryView, Layout, RollingContext};
-    use ccad_core::tokens::PrevTransition;
 
     let view = Histories::new(1, 13, 20, 9);
     for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
@@ -125,16 +124,8 @@ fn teacher_forcing_decoders_equal_one_pass() {
             let mut ctx = RollingContext::new(Layout::new(layout));
             let (mut action, mut types) = (vec![0.0; a], vec![0.0; 3]);
             let range = view.history_range(0);
-            let mut state = vec![0i32; 2];
-            let mut unchanged = 0;
-            let mut checked = 0;
-            let s = |g: usize, out: &mut Vec<i32>| {
-                let mut f = vec![0.0; FEAT];
-                view.dense_features(g, range.start, &mut f);
-                out.copy_from_slice(&[f[11] as i32, f[12] as i32]);
-            };
-            s(range.start, &mut state);
-            ctx.begin(&state, a);
+            let (mut unchanged, mut checked) = (0, 0);
+            ctx.begin(view.state(range.start), a);
             for g in range.clone() {
                 let row = RowTokens {
                     context: ctx.tokens(),
@@ -156,19 +147,7 @@ fn teacher_forcing_decoders_equal_one_pass() {
                 }
                 checked += 1;
                 if g + 1 < range.end {
-                    let mut f = vec![0.0; FEAT];
-                    view.dense_features(g + 1, range.start, &mut f);
-                    let (prev_s, next_s) = ([f[0] as i32, f[1] as i32], [f[8] as i32, f[9] as i32]);
-                    let act = (0..5).find(|&k| f[2 + k] == 1.0).unwrap();
-                    let prev = PrevTransition {
-                        s: &prev_s,
-                        a: act,
-                        r: f[7],
-                        s_next: &next_s,
-                        done: f[10] == 1.0,
-                    };
-                    s(g + 1, &mut state);
-                    ctx.observe(prev, &state, a, false);
+                    ctx.observe(view.prev(g), view.state(g + 1), a, false);
                 }
             }
             assert_eq!(checked, 13 * 20);
@@ -186,7 +165,6 @@ fn teacher_forcing_keep_equals_one_pass() {
     use crate::memory_fixture::keep_batch;
     use crate::native::{NativeDecoder, NativeNet};
     use ccad_core::context::{ContextLayout, HistoryView, KeepDense, Layout, RollingContext};
-    use ccad_core::tokens::PrevTransition;
 
     let (interval, keep_max) = (10, 6);
     let view = Histories::new(1, 8, interval, 13);
@@ -223,14 +201,9 @@ fn teacher_forcing_keep_equals_one_pass() {
         };
         let mut ctx = RollingContext::new(Layout::new(layout));
         let range = view.history_range(0);
-        let state_of = |g: usize| {
-            let mut f = vec![0.0; FEAT];
-            view.dense_features(g, range.start, &mut f);
-            [f[11] as i32, f[12] as i32]
-        };
         let (mut action, mut types) = (vec![0.0; a], vec![0.0; 3]);
         let mut unchanged = 0;
-        let mut event = ctx.begin(&state_of(range.start), a);
+        let mut event = ctx.begin(view.state(range.start), a);
         for g in range.clone() {
             if g > range.start {
                 unchanged = event.unchanged(ctx.len());
@@ -253,17 +226,7 @@ fn teacher_forcing_keep_equals_one_pass() {
                 );
             }
             if g + 1 < range.end {
-                let mut f = vec![0.0; FEAT];
-                view.dense_features(g + 1, range.start, &mut f);
-                let (s, s_next) = ([f[0] as i32, f[1] as i32], [f[8] as i32, f[9] as i32]);
-                let prev = PrevTransition {
-                    s: &s,
-                    a: (0..5).find(|&k| f[2 + k] == 1.0).unwrap(),
-                    r: f[7],
-                    s_next: &s_next,
-                    done: f[10] == 1.0,
-                };
-                event = ctx.observe(prev, &state_of(g + 1), a, false);
+                event = ctx.observe(view.prev(g), view.state(g + 1), a, false);
             }
         }
     }

@@ -5,7 +5,7 @@ use ccad_core::kernels::dropout::Dropout;
 use ccad_core::tokens::TokenBatch;
 
 use super::attention::Shape;
-use super::batch::pack;
+use super::batch::{Packed, pack};
 use super::block::{self, BackwardScratch, SITE_EMBED, StepCtx};
 use super::{NativeNet, embedding, heads};
 use crate::LossMetrics;
@@ -31,17 +31,7 @@ pub(crate) fn train_step(
         return heads::metrics(0.0, 0.0, 0.0, 0.0, 0, 0, type_weight);
     }
     let w = net.weights();
-    let s = StepCtx {
-        shape: Shape {
-            d,
-            heads: c.n_heads,
-        },
-        d_ff: c.d_ff,
-        packed: &p,
-        pool: &net.pool,
-        drop: Dropout::new(c.dropout, seed),
-        attn_drop: Dropout::new(c.attention_dropout, seed),
-    };
+    let s = step_ctx(net, &p, seed);
     let pool = s.pool;
 
     let mut x = pool.take(n * d);
@@ -92,17 +82,7 @@ pub(crate) fn action_logits(net: &NativeNet, batch: &TokenBatch) -> Vec<f32> {
     let p = pack(c, batch);
     let (n, d) = (p.n, c.d_model);
     let w = net.weights();
-    let s = StepCtx {
-        shape: Shape {
-            d,
-            heads: c.n_heads,
-        },
-        d_ff: c.d_ff,
-        packed: &p,
-        pool: &net.pool,
-        drop: None,
-        attn_drop: None,
-    };
+    let s = step_ctx(net, &p, None);
     let pool = s.pool;
     let mut x = pool.take(n * d);
     embedding::forward(&w, &w.kind_table(), &p, &mut x);
@@ -116,4 +96,20 @@ pub(crate) fn action_logits(net: &NativeNet, batch: &TokenBatch) -> Vec<f32> {
     pool.give(x);
     pool.give(o);
     logits
+}
+
+/// The blocks' shared inputs for `packed`; `seed` draws dropout (`None`: inference mode).
+fn step_ctx<'a>(net: &'a NativeNet, packed: &'a Packed, seed: Option<u64>) -> StepCtx<'a> {
+    let c = &net.config;
+    StepCtx {
+        shape: Shape {
+            d: c.d_model,
+            heads: c.n_heads,
+        },
+        d_ff: c.d_ff,
+        packed,
+        pool: &net.pool,
+        drop: Dropout::new(c.dropout, seed),
+        attn_drop: Dropout::new(c.attention_dropout, seed),
+    }
 }
