@@ -1,4 +1,6 @@
-//! Environments behind one trait. Dark Room (as in the AD paper) and its permuted-action variant.
+//! Environments behind one trait: Dark Room (as in the AD paper), its permuted-action variant,
+//! Dark Room Hard (17 × 17, the goal pays once an episode) and Dark Key-to-Door (an invisible
+//! key, then an invisible door).
 //!
 //! An [`Environment`] describes a family of tasks and pure per-step dynamics over a small
 //! copyable [`EnvState`]; [`VecEnv`] steps many (task, stream) copies in one batch over flat,
@@ -16,6 +18,22 @@ pub struct EnvState {
     pub col: i32,
     /// Steps taken in the current episode.
     pub t: u32,
+    /// What the episode has done so far that the position does not show ([`EnvState::HOLDS_KEY`],
+    /// [`EnvState::DOOR_OPENED`], [`EnvState::GOAL_REACHED`]); 0 at every reset.
+    pub flags: u8,
+}
+
+impl EnvState {
+    /// Key-to-Door: the key was picked up this episode.
+    pub const HOLDS_KEY: u8 = 1;
+    /// Key-to-Door: the door was opened (reached while holding the key) this episode.
+    pub const DOOR_OPENED: u8 = 2;
+    /// Dark Room Hard: the goal was reached this episode.
+    pub const GOAL_REACHED: u8 = 4;
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
 }
 
 /// What one step returned.
@@ -68,7 +86,7 @@ fn grid_state(grid: usize, obs: &[i32]) -> Option<EnvState> {
     in_grid(grid, obs).then(|| EnvState {
         row: obs[0],
         col: obs[1],
-        t: 0,
+        ..EnvState::default()
     })
 }
 
@@ -77,6 +95,8 @@ pub fn make_env(cfg: &EnvConfig) -> Box<dyn Environment> {
     match cfg.name {
         EnvName::Darkroom => Box::new(DarkRoom::new(cfg.grid, cfg.horizon)),
         EnvName::DarkroomPermuted => Box::new(DarkRoomPermuted::new(cfg.grid, cfg.horizon)),
+        EnvName::DarkroomHard => Box::new(DarkRoomHard::new(cfg.grid, cfg.horizon)),
+        EnvName::KeyToDoor => Box::new(KeyToDoor::new(cfg.grid, cfg.horizon)),
     }
 }
 
@@ -165,6 +185,23 @@ fn manhattan(a: (i32, i32), b: (i32, i32)) -> i32 {
     (a.0 - b.0).abs() + (a.1 - b.1).abs()
 }
 
+/// Move (clipped at the walls) and count the step; returns the new cell.
+fn grid_move(grid: i32, state: &mut EnvState, base_action: usize) -> (i32, i32) {
+    let (dr, dc) = MOVES[base_action];
+    state.row = (state.row + dr).clamp(0, grid - 1);
+    state.col = (state.col + dc).clamp(0, grid - 1);
+    state.t += 1;
+    (state.row, state.col)
+}
+
+/// A step's outcome: `reward`, and the episode ends after `horizon` steps.
+fn outcome(state: &EnvState, horizon: usize, reward: bool) -> StepOutcome {
+    StepOutcome {
+        reward: if reward { 1.0 } else { 0.0 },
+        done: state.t as usize >= horizon,
+    }
+}
+
 /// Shared dynamics: move (clipped at the walls), reward 1 for every step that ends on the goal,
 /// the episode ends after `horizon` steps.
 fn grid_step(
@@ -174,19 +211,26 @@ fn grid_step(
     state: &mut EnvState,
     base_action: usize,
 ) -> StepOutcome {
-    let (dr, dc) = MOVES[base_action];
-    state.row = (state.row + dr).clamp(0, grid - 1);
-    state.col = (state.col + dc).clamp(0, grid - 1);
-    state.t += 1;
-    let reward = if (state.row, state.col) == goal {
-        1.0
-    } else {
-        0.0
-    };
-    StepOutcome {
-        reward,
-        done: state.t as usize >= horizon,
-    }
+    let at = grid_move(grid, state, base_action);
+    outcome(state, horizon, at == goal)
+}
+
+/// The centre cell of a `grid`-sided room, where Dark Room, Dark Room Hard and Key-to-Door start.
+fn centre(grid: usize) -> (i32, i32) {
+    let c = (grid / 2) as i32;
+    (c, c)
+}
+
+/// Cell `i` of a `grid`-sided room, row-major.
+fn cell(grid: usize, i: usize) -> (i32, i32) {
+    ((i / grid) as i32, (i % grid) as i32)
+}
+
+/// Fewest steps after which an agent at `from` can be rewarded at `to`: the Manhattan
+/// distance, but at least 1, since rewards come after a step (a target under the agent pays
+/// after one "stay").
+fn steps_to(from: (i32, i32), to: (i32, i32)) -> usize {
+    manhattan(from, to).max(1) as usize
 }
 
 fn optimal(horizon: usize, start: (i32, i32), goal: (i32, i32)) -> f32 {
@@ -206,12 +250,11 @@ impl DarkRoom {
     }
 
     pub fn goal(&self, task: usize) -> (i32, i32) {
-        ((task / self.grid) as i32, (task % self.grid) as i32)
+        cell(self.grid, task)
     }
 
     fn start(&self) -> (i32, i32) {
-        let c = (self.grid / 2) as i32;
-        (c, c)
+        centre(self.grid)
     }
 }
 
@@ -236,7 +279,11 @@ impl Environment for DarkRoom {
     }
     fn reset(&self, _task: usize) -> EnvState {
         let (row, col) = self.start();
-        EnvState { row, col, t: 0 }
+        EnvState {
+            row,
+            col,
+            ..EnvState::default()
+        }
     }
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
         grid_step(
@@ -370,6 +417,202 @@ impl Environment for DarkRoomPermuted {
     fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
         grid_state(self.grid, obs)
     }
+}
+
+/// Dark Room Hard (AD paper): Dark Room's room, start and actions, but the goal pays only the
+/// first time a step ends on it in an episode (sparse: at most 1 per episode). Task `i` has goal
+/// `(i / grid, i % grid)`. The episode does not end at the goal: it runs `horizon` steps.
+#[derive(Debug, Clone)]
+pub struct DarkRoomHard {
+    grid: usize,
+    horizon: usize,
+}
+
+impl DarkRoomHard {
+    pub fn new(grid: usize, horizon: usize) -> Self {
+        Self { grid, horizon }
+    }
+
+    pub fn goal(&self, task: usize) -> (i32, i32) {
+        cell(self.grid, task)
+    }
+}
+
+impl Environment for DarkRoomHard {
+    fn name(&self) -> &'static str {
+        EnvName::DarkroomHard.as_str()
+    }
+    fn n_tasks(&self) -> usize {
+        EnvName::DarkroomHard.task_count(self.grid)
+    }
+    fn n_actions(&self) -> usize {
+        5
+    }
+    fn obs_dim(&self) -> usize {
+        2
+    }
+    fn n_states(&self) -> usize {
+        self.grid * self.grid
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn reset(&self, _task: usize) -> EnvState {
+        let (row, col) = centre(self.grid);
+        EnvState {
+            row,
+            col,
+            ..EnvState::default()
+        }
+    }
+    fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
+        let at = grid_move(self.grid as i32, state, action);
+        let first = at == self.goal(task) && !state.has(EnvState::GOAL_REACHED);
+        if first {
+            state.flags |= EnvState::GOAL_REACHED;
+        }
+        outcome(state, self.horizon, first)
+    }
+    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
+        obs[0] = state.row;
+        obs[1] = state.col;
+    }
+    fn state_index(&self, obs: &[i32]) -> usize {
+        obs[0] as usize * self.grid + obs[1] as usize
+    }
+    /// 1 when the goal can be reached within the horizon, else 0.
+    fn optimal_return(&self, task: usize) -> f32 {
+        let reachable = steps_to(centre(self.grid), self.goal(task)) <= self.horizon;
+        if reachable { 1.0 } else { 0.0 }
+    }
+    fn task_params(&self, task: usize) -> Vec<i32> {
+        let (r, c) = self.goal(task);
+        vec![r, c]
+    }
+    fn task_param_name(&self) -> &'static str {
+        "goal"
+    }
+    fn params_json(&self) -> String {
+        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
+    }
+    fn contains(&self, obs: &[i32]) -> bool {
+        in_grid(self.grid, obs)
+    }
+    // `state_of` stays `None`: whether the goal was already reached is not in the observation.
+}
+
+/// Dark Key-to-Door (AD paper): start in the centre; each task hides a key cell and a door cell
+/// (key ≠ door). After each step the agent gets 1 if it is on the key and does not hold it yet
+/// (it then holds it), and 1 the first time it is on the door while holding the key; at most 2
+/// an episode. Reaching the door before the key gives nothing and does not count later. The
+/// observation is the position only: holding the key is not observed. Episodes run `horizon`
+/// steps (no early end at the door).
+///
+/// Task `i` is the `i`-th `[key_row, key_col, door_row, door_col]` in lexicographic order:
+/// key cell `i / (g² − 1)` (row-major), door the `(i mod (g² − 1))`-th of the other cells.
+#[derive(Debug, Clone)]
+pub struct KeyToDoor {
+    grid: usize,
+    horizon: usize,
+}
+
+impl KeyToDoor {
+    pub fn new(grid: usize, horizon: usize) -> Self {
+        Self { grid, horizon }
+    }
+
+    /// `(key, door)` cells of a task.
+    pub fn key_door(&self, task: usize) -> ((i32, i32), (i32, i32)) {
+        let others = self.grid * self.grid - 1;
+        let key = task / others;
+        let mut door = task % others;
+        if door >= key {
+            door += 1;
+        }
+        (cell(self.grid, key), cell(self.grid, door))
+    }
+
+    /// Fewest steps after which both rewards are in: start → key → door.
+    pub fn steps_to_door(&self, task: usize) -> usize {
+        let (key, door) = self.key_door(task);
+        steps_to(centre(self.grid), key) + manhattan(key, door) as usize
+    }
+}
+
+impl Environment for KeyToDoor {
+    fn name(&self) -> &'static str {
+        EnvName::KeyToDoor.as_str()
+    }
+    fn n_tasks(&self) -> usize {
+        EnvName::KeyToDoor.task_count(self.grid)
+    }
+    fn n_actions(&self) -> usize {
+        5
+    }
+    fn obs_dim(&self) -> usize {
+        2
+    }
+    fn n_states(&self) -> usize {
+        self.grid * self.grid
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn reset(&self, _task: usize) -> EnvState {
+        let (row, col) = centre(self.grid);
+        EnvState {
+            row,
+            col,
+            ..EnvState::default()
+        }
+    }
+    fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
+        let at = grid_move(self.grid as i32, state, action);
+        let (key, door) = self.key_door(task);
+        let paid = if at == key && !state.has(EnvState::HOLDS_KEY) {
+            state.flags |= EnvState::HOLDS_KEY;
+            true
+        } else if at == door && state.has(EnvState::HOLDS_KEY) && !state.has(EnvState::DOOR_OPENED)
+        {
+            state.flags |= EnvState::DOOR_OPENED;
+            true
+        } else {
+            false
+        };
+        outcome(state, self.horizon, paid)
+    }
+    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
+        obs[0] = state.row;
+        obs[1] = state.col;
+    }
+    fn state_index(&self, obs: &[i32]) -> usize {
+        obs[0] as usize * self.grid + obs[1] as usize
+    }
+    /// 2 when start → key → door fits in the horizon, 1 when only the key does, else 0.
+    fn optimal_return(&self, task: usize) -> f32 {
+        let (key, _) = self.key_door(task);
+        if self.steps_to_door(task) <= self.horizon {
+            2.0
+        } else if steps_to(centre(self.grid), key) <= self.horizon {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    fn task_params(&self, task: usize) -> Vec<i32> {
+        let ((kr, kc), (dr, dc)) = self.key_door(task);
+        vec![kr, kc, dr, dc]
+    }
+    fn task_param_name(&self) -> &'static str {
+        "key_door"
+    }
+    fn params_json(&self) -> String {
+        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
+    }
+    fn contains(&self, obs: &[i32]) -> bool {
+        in_grid(self.grid, obs)
+    }
+    // `state_of` stays `None`: holding the key is not in the observation.
 }
 
 /// Many copies of an environment stepped together. Copy `i` runs task `tasks[i]`; finished
@@ -651,5 +894,349 @@ mod tests {
         assert_eq!(r, [1.0, 1.0]);
         assert_eq!(d, [true, true]);
         assert_eq!(obs, [1, 1, 1, 1], "reset to the centre after the horizon");
+    }
+
+    /// Actions that walk from `from` to `to`: rows first, then columns (base actions: 0 row+1,
+    /// 1 row-1, 2 col+1, 3 col-1); one "stay" when they are the same cell.
+    fn walk(from: (i32, i32), to: (i32, i32)) -> Vec<usize> {
+        if from == to {
+            return vec![4];
+        }
+        let rows = (to.0 - from.0).unsigned_abs() as usize;
+        let cols = (to.1 - from.1).unsigned_abs() as usize;
+        let mut acts = vec![if to.0 > from.0 { 0 } else { 1 }; rows];
+        acts.extend(vec![if to.1 > from.1 { 2 } else { 3 }; cols]);
+        acts
+    }
+
+    fn rewards(steps: &[((i32, i32), f32, bool)]) -> Vec<f32> {
+        steps.iter().map(|s| s.1).collect()
+    }
+
+    #[test]
+    fn key_to_door_task_order() {
+        let env = KeyToDoor::new(9, 50);
+        // 81 keys × 80 doors.
+        assert_eq!(env.n_tasks(), 6480);
+        assert_eq!(env.task_params(0), vec![0, 0, 0, 1]);
+        assert_eq!(env.task_params(79), vec![0, 0, 8, 8]);
+        assert_eq!(env.task_params(80), vec![0, 1, 0, 0]);
+        // Key (4,6) is cell 42, door (2,6) cell 24 < 42 keeps its rank: 42·80 + 24 = 3384.
+        assert_eq!(env.task_params(3384), vec![4, 6, 2, 6]);
+        // Door (4,7) is cell 43 > 42: rank 42, task 42·80 + 42 = 3402.
+        assert_eq!(env.task_params(3402), vec![4, 6, 4, 7]);
+        assert_eq!(env.task_params(6479), vec![8, 8, 8, 7]);
+        // Lexicographic, distinct, key ≠ door.
+        let params: Vec<_> = (0..6480).map(|t| env.task_params(t)).collect();
+        assert!(params.windows(2).all(|w| w[0] < w[1]));
+        assert!(params.iter().all(|p| p[..2] != p[2..]));
+        assert_eq!(env.task_param_name(), "key_door");
+        assert_eq!(env.name(), "key-to-door");
+        assert_eq!(env.params_json(), r#"{"grid":9,"horizon":50}"#);
+    }
+
+    #[test]
+    fn key_then_door_pays_two() {
+        let env = KeyToDoor::new(9, 50);
+        // Key (4,6), door (2,6). From (4,4): two col+1 reach the key (step 2), two row-1 the
+        // door (step 4); staying on the door and returning to the key pay nothing more.
+        let steps = run(&env, 3384, &[2, 2, 1, 1, 4, 4, 0, 0, 4]);
+        assert_eq!(steps[1].0, (4, 6));
+        assert_eq!(steps[3].0, (2, 6));
+        assert_eq!(steps[7].0, (4, 6));
+        assert_eq!(
+            rewards(&steps),
+            vec![0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
+        assert_eq!(env.optimal_return(3384), 2.0);
+        assert_eq!(env.steps_to_door(3384), 4);
+    }
+
+    #[test]
+    fn door_before_key_gives_nothing() {
+        let env = KeyToDoor::new(9, 50);
+        // Key (4,6), door (4,5) lies on the way: the door first pays nothing, the key then 1,
+        // and only a later visit of the door with the key pays the second 1.
+        let task = 3384 - 24 + 41; // door cell 41 < 42: rank 41
+        assert_eq!(env.task_params(task), vec![4, 6, 4, 5]);
+        let steps = run(&env, task, &[2, 2, 4, 3, 4, 2, 3]);
+        let pos: Vec<_> = steps.iter().map(|s| s.0).collect();
+        assert_eq!(
+            pos,
+            vec![(4, 5), (4, 6), (4, 6), (4, 5), (4, 5), (4, 6), (4, 5)]
+        );
+        assert_eq!(rewards(&steps), vec![0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+        // Waiting on the door, then fetching the key and leaving again: the door visit before
+        // the key was not remembered, so only the key pays.
+        let steps = run(&env, task, &[2, 4, 4, 2, 0]);
+        assert_eq!(rewards(&steps), vec![0.0, 0.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn key_on_the_start_pays_once_after_a_step() {
+        let env = KeyToDoor::new(9, 50);
+        // Key (4,4) = cell 40, door (0,0) = cell 0 (rank 0): task 40·80 = 3200.
+        assert_eq!(env.task_params(3200), vec![4, 4, 0, 0]);
+        // Staying on the key: the first step pays, the next ones do not.
+        assert_eq!(rewards(&run(&env, 3200, &[4, 4, 4])), vec![1.0, 0.0, 0.0]);
+        // Stepping off first: coming back pays.
+        assert_eq!(rewards(&run(&env, 3200, &[2, 3, 4])), vec![0.0, 1.0, 0.0]);
+        // 1 step for the key, 4 + 4 to the door: 9 ≤ 50.
+        assert_eq!(env.steps_to_door(3200), 9);
+        assert_eq!(env.optimal_return(3200), 2.0);
+    }
+
+    #[test]
+    fn key_to_door_optimal_returns() {
+        let env = KeyToDoor::new(9, 50);
+        // The farthest: key (0,0) 8 steps from (4,4), door (8,8) 16 from it: 24 ≤ 50.
+        assert_eq!(env.task_params(79), vec![0, 0, 8, 8]);
+        assert_eq!(env.steps_to_door(79), 24);
+        assert!((0..6480).all(|t| env.optimal_return(t) == 2.0));
+        let short = KeyToDoor::new(9, 20);
+        assert_eq!(
+            short.optimal_return(79),
+            1.0,
+            "24 > 20: only the key (8 ≤ 20)"
+        );
+        assert_eq!(
+            short.optimal_return(0),
+            2.0,
+            "key (0,0), door (0,1): 8 + 1 = 9"
+        );
+        let shorter = KeyToDoor::new(9, 5);
+        assert_eq!(shorter.optimal_return(0), 0.0, "the key is 8 steps away");
+        // Key under the start, door next to it, 1 step: only the key (1 ≤ 1 < 1 + 1).
+        let one = KeyToDoor::new(9, 1);
+        let task = 3200 + 40; // key (4,4), door cell 41 = (4,5): rank 40
+        assert_eq!(one.task_params(task), vec![4, 4, 4, 5]);
+        assert_eq!(one.optimal_return(task), 1.0);
+        // Two steps: stay on the key, step onto the door.
+        assert_eq!(KeyToDoor::new(9, 2).optimal_return(task), 2.0);
+        assert_eq!(rewards(&run(&one, task, &[4])), vec![1.0]);
+    }
+
+    #[test]
+    fn scripted_key_to_door_path_earns_the_optimum() {
+        // Start → key → door, then stay: 2 in every task, the door paid exactly at step
+        // steps_to_door (the last step of the walk), and the episode ends at step 50.
+        let env = KeyToDoor::new(9, 50);
+        for task in 0..env.n_tasks() {
+            let (key, door) = env.key_door(task);
+            let mut acts = walk((4, 4), key);
+            acts.extend(walk(key, door));
+            let reach = acts.len();
+            assert_eq!(reach, env.steps_to_door(task));
+            acts.resize(50, 4);
+            let steps = run(&env, task, &acts);
+            let ret: f32 = steps.iter().map(|s| s.1).sum();
+            assert_eq!(ret, env.optimal_return(task), "task {task}");
+            assert_eq!(
+                steps[reach - 1].1,
+                1.0,
+                "task {task}: the door pays on arrival"
+            );
+            assert!(steps[49].2 && steps[..49].iter().all(|s| !s.2));
+        }
+    }
+
+    #[test]
+    fn horizon_needed_is_the_farthest_task() {
+        // By hand: 9 × 9, 8 + 16 = 24; 17 × 17 Dark Room Hard, 8 + 8 = 16; 2 × 2 Key-to-Door,
+        // centre (1,1): key (0,0) 2 steps, door (1,1) 2 more = 4.
+        assert_eq!(EnvName::KeyToDoor.horizon_needed(9), Some(24));
+        assert_eq!(EnvName::DarkroomHard.horizon_needed(17), Some(16));
+        assert_eq!(EnvName::KeyToDoor.horizon_needed(2), Some(4));
+        assert_eq!(EnvName::Darkroom.horizon_needed(9), None);
+        // And by enumeration on small grids, even and odd.
+        for g in 2..=7 {
+            let k2d = KeyToDoor::new(g, 1);
+            let far = (0..k2d.n_tasks()).map(|t| k2d.steps_to_door(t)).max();
+            assert_eq!(far, EnvName::KeyToDoor.horizon_needed(g), "grid {g}");
+            let hard = DarkRoomHard::new(g, 1);
+            let far = (0..hard.n_tasks())
+                .map(|t| steps_to(centre(g), hard.goal(t)))
+                .max();
+            assert_eq!(far, EnvName::DarkroomHard.horizon_needed(g), "grid {g}");
+            // With exactly that horizon every task earns its whole optimum.
+            let need = far.unwrap();
+            let k2d = KeyToDoor::new(g, EnvName::KeyToDoor.horizon_needed(g).unwrap());
+            assert!((0..k2d.n_tasks()).all(|t| k2d.optimal_return(t) == 2.0));
+            let hard = DarkRoomHard::new(g, need);
+            assert!((0..hard.n_tasks()).all(|t| hard.optimal_return(t) == 1.0));
+        }
+    }
+
+    #[test]
+    fn darkroom_hard_pays_the_goal_once() {
+        let env = DarkRoomHard::new(17, 20);
+        assert_eq!((env.n_tasks(), env.name()), (289, "darkroom-hard"));
+        // Goal (8,10): task 8·17 + 10 = 146. Two col+1 from (8,8) pay once; staying, leaving
+        // and coming back pay nothing more.
+        assert_eq!(env.task_params(146), vec![8, 10]);
+        let steps = run(&env, 146, &[2, 2, 4, 3, 2, 4]);
+        assert_eq!(steps[1].0, (8, 10));
+        assert_eq!(steps[4].0, (8, 10));
+        assert_eq!(rewards(&steps), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        // Goal under the start (8,8) = task 144: the first "stay" pays, later ones do not.
+        assert_eq!(rewards(&run(&env, 144, &[4, 4, 4])), vec![1.0, 0.0, 0.0]);
+        // Stepping off first: coming back pays.
+        assert_eq!(rewards(&run(&env, 144, &[0, 1, 4])), vec![0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn darkroom_hard_walls_and_horizon() {
+        let env = DarkRoomHard::new(17, 20);
+        // Goal (0,0) = task 0, 16 steps away: eight row-1 and eight col-1 reach it at step 16;
+        // a ninth row-1 is clipped at the wall and stays there without paying again.
+        let mut acts = vec![1; 8];
+        acts.extend([3; 8]);
+        acts.extend([1, 3, 4, 4]);
+        let steps = run(&env, 0, &acts);
+        assert_eq!(steps[7].0, (0, 8));
+        assert_eq!(steps[15].0, (0, 0));
+        assert_eq!(steps[16].0, (0, 0));
+        let r = rewards(&steps);
+        assert_eq!(r[15], 1.0);
+        assert_eq!(r.iter().sum::<f32>(), 1.0);
+        assert_eq!(r.iter().sum::<f32>(), env.optimal_return(0));
+        let dones: Vec<_> = steps.iter().map(|s| s.2).collect();
+        assert!(dones[..19].iter().all(|d| !d) && dones[19]);
+        // Bottom-right: goal (16,16) = task 288, eight row+1 and eight col+1.
+        let mut acts = walk((8, 8), (16, 16));
+        acts.extend([0, 2]);
+        let steps = run(&env, 288, &acts);
+        assert_eq!(steps[17].0, (16, 16));
+        assert_eq!(rewards(&steps).iter().sum::<f32>(), 1.0);
+    }
+
+    #[test]
+    fn darkroom_hard_optimal_returns() {
+        let env = DarkRoomHard::new(17, 20);
+        // Every goal is at most 16 steps from (8,8): all 1; a walk there earns it.
+        for task in 0..289 {
+            assert_eq!(env.optimal_return(task), 1.0);
+            let mut acts = walk((8, 8), env.goal(task));
+            acts.resize(20, 4);
+            let ret: f32 = rewards(&run(&env, task, &acts)).iter().sum();
+            assert_eq!(ret, 1.0, "task {task}");
+        }
+        // 15 steps: (0,0) is 16 away → 0; (0,1) is 15 away → 1.
+        let short = DarkRoomHard::new(17, 15);
+        assert_eq!(short.optimal_return(0), 0.0);
+        assert_eq!(short.optimal_return(1), 1.0);
+    }
+
+    #[test]
+    fn new_envs_do_not_claim_their_state_from_the_observation() {
+        // Holding the key / having reached the goal is not observed: no one-step replay.
+        assert_eq!(KeyToDoor::new(9, 50).state_of(&[4, 4]), None);
+        assert_eq!(DarkRoomHard::new(17, 20).state_of(&[8, 8]), None);
+        assert!(KeyToDoor::new(9, 50).contains(&[8, 8]));
+        assert!(!KeyToDoor::new(9, 50).contains(&[9, 0]));
+        assert_eq!(KeyToDoor::new(9, 50).state_index(&[2, 3]), 21);
+    }
+
+    #[test]
+    fn key_to_door_and_hard_splits_are_seeded_samples() {
+        let env = KeyToDoor::new(9, 50);
+        let cfg = EnvConfig {
+            name: EnvName::KeyToDoor,
+            horizon: 50,
+            n_train_tasks: 1000,
+            n_test_tasks: 50,
+            ..EnvConfig::default()
+        };
+        let (train, test) = split_tasks(&cfg, &env, env.n_tasks()).unwrap();
+        assert_eq!((train.len(), test.len()), (1000, 50));
+        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 1050, "disjoint, no repeats");
+        assert!(all.iter().all(|&t| t < 6480));
+        // Spread over the whole family, not its first key's tasks.
+        assert!(test.iter().any(|&t| t >= 3240));
+        assert_eq!(
+            split_tasks(&cfg, &env, 6480).unwrap(),
+            (train.clone(), test)
+        );
+        let other = EnvConfig {
+            split_seed: 1,
+            ..cfg.clone()
+        };
+        assert_ne!(split_tasks(&other, &env, 6480).unwrap().0, train);
+        // An explicit held-out pair by its parameters.
+        let listed = EnvConfig {
+            test_tasks: vec![vec![4, 6, 2, 6]],
+            ..cfg
+        };
+        let (train, test) = split_tasks(&listed, &env, 6480).unwrap();
+        assert_eq!((train.len(), test), (6479, vec![3384]));
+        // Dark Room Hard: 0.9 of 289 = 260.1 → 260 train, 29 held out.
+        let hard = DarkRoomHard::new(17, 20);
+        let cfg = EnvConfig {
+            name: EnvName::DarkroomHard,
+            grid: 17,
+            ..EnvConfig::default()
+        };
+        let (train, test) = split_tasks(&cfg, &hard, hard.n_tasks()).unwrap();
+        assert_eq!((train.len(), test.len()), (260, 29));
+        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..289).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn vec_env_auto_reset_clears_the_flags() {
+        // 3 × 3, centre (1,1), 2-step episodes. Key (1,2) = cell 5, door (0,2) = cell 2 < 5:
+        // task 8·5 + 2 = 42. Right onto the key, up onto the door: 1 and 1, then the reset.
+        let env = KeyToDoor::new(3, 2);
+        assert_eq!(env.task_params(42), vec![1, 2, 0, 2]);
+        let hard = DarkRoomHard::new(3, 2);
+        let mut v = VecEnv::new(&env, vec![42]);
+        let (mut nobs, mut obs, mut r, mut d) = ([0; 2], [0; 2], [0.0], [false]);
+        for episode in 0..2 {
+            v.step(&[2], &mut nobs, &mut obs, &mut r, &mut d);
+            assert_eq!((nobs, r, d), ([1, 2], [1.0], [false]), "episode {episode}");
+            v.step(&[1], &mut nobs, &mut obs, &mut r, &mut d);
+            assert_eq!((nobs, r, d), ([0, 2], [1.0], [true]), "episode {episode}");
+            assert_eq!(obs, [1, 1]);
+            assert_eq!(
+                v.states[0].flags, 0,
+                "the reset forgets the key and the door"
+            );
+        }
+        // Dark Room Hard, goal (1,1) under the start = task 4: stay pays 1 each episode.
+        let mut v = VecEnv::new(&hard, vec![4]);
+        for episode in 0..2 {
+            v.step(&[4], &mut nobs, &mut obs, &mut r, &mut d);
+            assert_eq!(r, [1.0], "episode {episode}");
+            v.step(&[4], &mut nobs, &mut obs, &mut r, &mut d);
+            assert_eq!((r, d), ([0.0], [true]), "episode {episode}");
+            assert_eq!(v.states[0].flags, 0);
+        }
+    }
+
+    #[test]
+    fn make_env_builds_every_family() {
+        for (name, grid, horizon, tasks) in [
+            (EnvName::Darkroom, 9, 20, 81),
+            (EnvName::DarkroomPermuted, 9, 20, 120),
+            (EnvName::DarkroomHard, 17, 20, 289),
+            (EnvName::KeyToDoor, 9, 50, 6480),
+        ] {
+            let cfg = EnvConfig {
+                name,
+                grid,
+                horizon,
+                ..EnvConfig::default()
+            };
+            let env = make_env(&cfg);
+            assert_eq!(env.name(), name.as_str());
+            assert_eq!(env.n_tasks(), tasks);
+            assert_eq!(env.n_tasks(), name.task_count(grid));
+            assert_eq!((env.obs_dim(), env.n_actions()), (2, 5));
+            assert_eq!(env.n_states(), grid * grid);
+        }
     }
 }

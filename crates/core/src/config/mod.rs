@@ -45,6 +45,12 @@ pub enum EnvName {
     Darkroom,
     /// Goal at the far corner, start at (0, 0); one task per permutation of the 5 actions.
     DarkroomPermuted,
+    /// Dark Room whose goal pays only the first time it is reached in an episode (17 × 17 in
+    /// the AD paper); one task per goal cell, start in the centre.
+    DarkroomHard,
+    /// An invisible key, then an invisible door (1 each, once an episode); one task per ordered
+    /// pair of distinct cells, start in the centre.
+    KeyToDoor,
 }
 
 impl EnvName {
@@ -52,16 +58,39 @@ impl EnvName {
         match self {
             EnvName::Darkroom => "darkroom",
             EnvName::DarkroomPermuted => "darkroom-permuted",
+            EnvName::DarkroomHard => "darkroom-hard",
+            EnvName::KeyToDoor => "key-to-door",
         }
     }
 
-    /// Number of tasks the family offers in a `grid`-sided room: one per goal cell, or one per
-    /// permutation of the 5 actions (5! = 120). Here, not in `env`, so that validating a config
-    /// needs nothing from the environments.
+    /// Number of tasks the family offers in a `grid`-sided room: one per goal cell (g²), one
+    /// per permutation of the 5 actions (5! = 120), or one per ordered (key, door) pair of
+    /// distinct cells (g² · (g² − 1): 6,480 on 9 × 9). Here, not in `env`, so that validating a
+    /// config needs nothing from the environments.
     pub fn task_count(self, grid: usize) -> usize {
+        let cells = grid.saturating_mul(grid);
         match self {
-            EnvName::Darkroom => grid * grid,
+            EnvName::Darkroom | EnvName::DarkroomHard => cells,
             EnvName::DarkroomPermuted => 120,
+            EnvName::KeyToDoor => cells.saturating_mul(cells.saturating_sub(1)),
+        }
+    }
+
+    /// Episode length the family's farthest task needs to earn its whole optimum, for the
+    /// sparse families whose returns are normalised by a fixed optimum (1 or 2): `None` for the
+    /// Dark Rooms that pay every step (their optimum shrinks with the distance instead).
+    ///
+    /// From the centre `c = ⌊g/2⌋`, the farthest cell is the corner (0, 0), `2c` steps away
+    /// (`c ≥ g − 1 − c`). Dark Room Hard needs `2c`. Key-to-Door needs start → key → door: at
+    /// most `2c` to the key and `2(g − 1)` from any key to any door, both reached with the key
+    /// at (0, 0) and the door at (g − 1, g − 1): `2c + 2(g − 1)` (24 on 9 × 9). Both are ≥ 1, so
+    /// the one step a target under the start needs is covered.
+    pub fn horizon_needed(self, grid: usize) -> Option<usize> {
+        let far = 2 * (grid / 2);
+        match self {
+            EnvName::Darkroom | EnvName::DarkroomPermuted => None,
+            EnvName::DarkroomHard => Some(far),
+            EnvName::KeyToDoor => Some(far + 2 * grid.saturating_sub(1)),
         }
     }
 }
@@ -74,14 +103,16 @@ pub struct EnvConfig {
     pub grid: usize,
     /// Steps per episode; the last step ends the episode as a terminal.
     pub horizon: usize,
-    /// Number of tasks used (0 = all the environment has: grid² goals, or 120 permutations).
+    /// Number of tasks used: the first `n_tasks` in the environment's task order (0 = all it
+    /// has: grid² goals, 120 permutations, or grid² · (grid² − 1) key/door pairs).
     pub n_tasks: usize,
     /// Seed of the train/test task shuffle.
     pub split_seed: u64,
     /// Fraction of tasks used for training (rounded to the nearest task); used when neither
     /// `test_tasks` nor the counts are given.
     pub train_ratio: f64,
-    /// Explicit held-out tasks by their parameters (`[row, col]` goals, or permutations);
+    /// Explicit held-out tasks by their parameters (`[row, col]` goals, permutations, or
+    /// `[key_row, key_col, door_row, door_col]`);
     /// empty = not used. Takes precedence over the counts and `train_ratio`.
     pub test_tasks: Vec<Vec<i32>>,
     /// Seeded sample of this many train tasks (with `n_test_tasks`); 0 = not used. Takes

@@ -241,3 +241,87 @@ fn memory_section_defaults_and_refusals() {
         "configs/x.toml: memory.train_regions: chunked histories are not available yet",
     );
 }
+
+#[test]
+fn new_environments_parse_and_name_their_dataset() {
+    let c = parse("[env]\nname = \"key-to-door\"\nhorizon = 50\n").unwrap();
+    assert_eq!(c.env.name, EnvName::KeyToDoor);
+    assert_eq!(c.collect.dataset, "key-to-door");
+    assert_eq!(EnvName::KeyToDoor.task_count(9), 6480); // 81 keys × 80 doors
+    let c = parse("[env]\nname = \"darkroom-hard\"\ngrid = 17\n").unwrap();
+    assert_eq!(c.env.name, EnvName::DarkroomHard);
+    assert_eq!(c.collect.dataset, "darkroom-hard");
+    assert_eq!(EnvName::DarkroomHard.task_count(17), 289);
+    assert_eq!(variant_name(&EnvName::KeyToDoor), "key-to-door");
+    assert_eq!(variant_name(&EnvName::DarkroomHard), "darkroom-hard");
+    let e = parse("[env]\nname = \"key-door\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("configs/x.toml: env.name:"), "{e}");
+}
+
+#[test]
+fn horizon_must_allow_every_task_its_optimum() {
+    let one_line = |text: &str, want: &str| {
+        let e = parse(text).unwrap_err().to_string();
+        assert_eq!(e, want);
+    };
+    // 9 × 9 from (4,4): key (0,0) is 8 steps away, door (8,8) 16 more: 24.
+    one_line(
+        "[env]\nname = \"key-to-door\"\nhorizon = 23\n",
+        "configs/x.toml: env.horizon: must be at least 24 so that every key-to-door task on a \
+         9-sided grid can earn its optimum (the farthest: start, key in a far corner, door in \
+         the opposite one), got 23",
+    );
+    assert!(parse("[env]\nname = \"key-to-door\"\nhorizon = 24\n").is_ok());
+    // 17 × 17 from (8,8): the corner (0,0) is 16 steps away.
+    one_line(
+        "[env]\nname = \"darkroom-hard\"\ngrid = 17\nhorizon = 15\n",
+        "configs/x.toml: env.horizon: must be at least 16 so that every darkroom-hard task on \
+         a 17-sided grid can earn its optimum (the farthest: start to the farthest corner), \
+         got 15",
+    );
+    assert!(parse("[env]\nname = \"darkroom-hard\"\ngrid = 17\nhorizon = 16\n").is_ok());
+    // Dark Room pays every step: a short horizon only lowers far goals' optimum.
+    assert!(parse("[env]\nhorizon = 5\n").is_ok());
+}
+
+#[test]
+fn key_to_door_bad_parameters_are_one_line_errors() {
+    let e = parse("[env]\nname = \"key-to-door\"\ngrid = 1\nhorizon = 50\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "configs/x.toml: env.grid: must be in [2, 1000], got 1");
+    // 2 × 2: 4 keys × 3 doors = 12 tasks.
+    let e = parse("[env]\nname = \"key-to-door\"\ngrid = 2\nhorizon = 4\nn_tasks = 13\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "configs/x.toml: env.n_tasks: key-to-door has only 12 tasks, got 13"
+    );
+    // 60 × 60: 3,600 · 3,599 = 12,956,400 tasks, over the 10,000,000 a split shuffles.
+    let big = "[env]\nname = \"key-to-door\"\ngrid = 60\nhorizon = 200\n";
+    let e = parse(big).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "configs/x.toml: env.n_tasks: 12956400 tasks in use (key-to-door on a 60-sided grid \
+         has 12956400), at most 10000000: set env.n_tasks or a smaller env.grid"
+    );
+    assert!(parse(&format!("{big}n_tasks = 100000\n")).is_ok());
+    let e = parse(
+        "[env]\nname = \"key-to-door\"\nhorizon = 50\nn_train_tasks = 6000\nn_test_tasks = 0\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("configs/x.toml: env.n_train_tasks: n_train_tasks and n_test_tasks go"),
+        "{e}"
+    );
+    for text in [
+        "[env]\nname = \"key-to-door\"\nhorizon = 23\n",
+        "[env]\nname = \"key-to-door\"\ngrid = 60\nhorizon = 200\n",
+    ] {
+        assert!(!parse(text).unwrap_err().to_string().contains('\n'));
+    }
+}

@@ -1,8 +1,8 @@
 //! Every value's range, section by section. Error: (field, message).
 
 use super::{
-    Boundary, Config, ContextMode, EnvConfig, EvalConfig, ModelConfig, Objective, PpoConfig,
-    TrainConfig,
+    Boundary, Config, ContextMode, EnvConfig, EnvName, EvalConfig, ModelConfig, Objective,
+    PpoConfig, TrainConfig,
 };
 
 type Check = Result<(), (&'static str, String)>;
@@ -36,6 +36,9 @@ impl Config {
 /// integer overflow deep inside a run.
 mod limits {
     pub const GRID: usize = 1_000;
+    /// Tasks in use (the split shuffles a list of them): Dark Room's 1,000² still fits,
+    /// Key-to-Door's g² · (g² − 1) beyond a 56-sided grid needs `env.n_tasks`.
+    pub const TASKS: usize = 10_000_000;
     pub const HORIZON: usize = 1_000_000;
     pub const STREAMS: usize = 100_000;
     pub const ROLLOUT_STEPS: usize = 100_000;
@@ -105,6 +108,24 @@ fn env(e: &EnvConfig) -> Check {
         ));
     }
     size("env.horizon", e.horizon, limits::HORIZON)?;
+    if let Some(need) = e.name.horizon_needed(e.grid)
+        && e.horizon < need
+    {
+        return Err((
+            "env.horizon",
+            format!(
+                "must be at least {need} so that every {} task on a {}-sided grid can earn its \
+                 optimum (the farthest: {}), got {}",
+                e.name.as_str(),
+                e.grid,
+                match e.name {
+                    EnvName::KeyToDoor => "start, key in a far corner, door in the opposite one",
+                    _ => "start to the farthest corner",
+                },
+                e.horizon
+            ),
+        ));
+    }
     let available = e.name.task_count(e.grid);
     if e.n_tasks > available {
         return Err((
@@ -113,6 +134,19 @@ fn env(e: &EnvConfig) -> Check {
                 "{} has only {available} tasks, got {}",
                 e.name.as_str(),
                 e.n_tasks
+            ),
+        ));
+    }
+    let in_use = if e.n_tasks == 0 { available } else { e.n_tasks };
+    if in_use > limits::TASKS {
+        return Err((
+            "env.n_tasks",
+            format!(
+                "{in_use} tasks in use ({} on a {}-sided grid has {available}), at most {}: \
+                 set env.n_tasks or a smaller env.grid",
+                e.name.as_str(),
+                e.grid,
+                limits::TASKS
             ),
         ));
     }
