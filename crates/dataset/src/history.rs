@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use ccad_core::config::{Config, TaskSet};
-use ccad_core::env::{Environment, make_env};
+use ccad_core::env::{EnvState, Environment, make_env};
 use ccad_core::history::{HistoryMeta, HistoryReader, TaskHistory, attrs, names};
 use ccad_core::tokens::{PrevTransition, dense_feature_dim, transition_feature_dim};
 use ccad_core::{Error, Result};
@@ -204,7 +204,14 @@ impl Histories {
         self.markers.reserve(n_new);
         self.state_index.reserve(n_new);
         let mut replayed = Vec::with_capacity(d);
+        // Where the observation does not determine the state (a held key), each stream is
+        // replayed whole from the environment's reset instead of step by step.
+        let reset = env.reset(th.task);
+        replayed.resize(d, 0);
+        env.observe(&reset, &mut replayed);
+        let by_episode = env.state_of(&replayed).is_none();
         for s in 0..s_len {
+            let mut episode = by_episode.then_some(reset);
             for t in 0..t_len {
                 let i = t * s_len + s;
                 let obs = &th.states[i * d..(i + 1) * d];
@@ -240,8 +247,6 @@ impl Histories {
                         ),
                     ));
                 }
-                check_step(env, th, (s, t, i), (obs, next, a as usize), &mut replayed)
-                    .map_err(|(name, msg)| Error::file(p, field(name), msg))?;
                 let done = match th.dones[i] {
                     0 => false,
                     1 => true,
@@ -253,6 +258,9 @@ impl Histories {
                         ));
                     }
                 };
+                let step = (obs, next, a as usize, done);
+                check_step(env, th, (s, t, i), step, &mut episode, &mut replayed)
+                    .map_err(|(name, msg)| Error::file(p, field(name), msg))?;
                 self.states.extend_from_slice(obs);
                 self.next_states.extend_from_slice(next);
                 self.actions.push(a as u8);
@@ -269,25 +277,45 @@ impl Histories {
     }
 }
 
-/// A recorded step against the environment: a finite reward, and, where the observation
-/// determines the state, the next state and reward that replaying the action gives.
+/// A recorded step against the environment: a finite reward, and the next state and reward
+/// that replaying the action gives. Where the observation determines the state, the step is
+/// replayed from it alone; otherwise (`episode` is `Some`: the state of the stream's replay,
+/// which starts at the environment's reset) the step must start where the replay stands, its
+/// done flag must match, and the replay moves on (resetting after the last step of an episode).
 /// Err: (dataset name, message).
 fn check_step(
     env: &dyn Environment,
     th: &TaskHistory,
     (s, t, i): (usize, usize, usize),
-    (obs, next, a): (&[i32], &[i32], usize),
+    (obs, next, a, done): (&[i32], &[i32], usize, bool),
+    episode: &mut Option<EnvState>,
     want: &mut Vec<i32>,
 ) -> std::result::Result<(), (&'static str, String)> {
     let r = th.rewards[i];
     if !r.is_finite() {
         return Err((names::REWARDS, format!("stream {s} step {t}: reward {r}")));
     }
-    let Some(mut state) = env.state_of(obs) else {
-        return Ok(());
+    want.resize(obs.len(), 0);
+    let mut state = match episode {
+        Some(replay) => {
+            env.observe(replay, want);
+            if want.as_slice() != obs {
+                return Err((
+                    names::STATES,
+                    format!(
+                        "stream {s} step {t}: {obs:?}, but the stream's replay from the reset \
+                         stands at {want:?}"
+                    ),
+                ));
+            }
+            *replay
+        }
+        None => match env.state_of(obs) {
+            Some(state) => state,
+            None => return Ok(()),
+        },
     };
     let out = env.step(th.task, &mut state, a);
-    want.resize(obs.len(), 0);
     env.observe(&state, want);
     if want.as_slice() != next {
         return Err((
@@ -305,6 +333,20 @@ fn check_step(
                 out.reward
             ),
         ));
+    }
+    if let Some(replay) = episode {
+        if done != out.done {
+            return Err((
+                names::DONES,
+                format!(
+                    "stream {s} step {t}: done {}, but the replayed {}-step episode {} here",
+                    done as u8,
+                    env.horizon(),
+                    if out.done { "ends" } else { "goes on" }
+                ),
+            ));
+        }
+        *replay = if out.done { env.reset(th.task) } else { state };
     }
     Ok(())
 }

@@ -475,3 +475,118 @@ fn query_objective_keeps_transition_features() {
         assert_eq!((ds.feat_dim(), ds.n_samples()), (10, 10), "{mode}");
     }
 }
+
+/// Key-to-Door 3×3, 6-step episodes, task 42: key (1,2) = cell 5, door (0,2) = cell 2 (rank 2
+/// among the 8 cells other than the key): 8·5 + 2 = 42. One stream, two episodes from (1,1):
+///
+/// episode 1: -a2-> (1,2) key r1 -a1-> (0,2) door r1, then four "stay" (0 each), done at step 5;
+/// episode 2: -a1-> (0,1) -a2-> (0,2) door without the key r0 -a0-> (1,2) key r1 -a1-> (0,2)
+///            door r1 -a4-> (0,2) -a4-> (0,2), done at step 11.
+///
+/// Holding the key is not observed, so the one-step replay cannot check these rewards; the
+/// stream is replayed from the reset instead.
+fn key_to_door_task() -> TaskHistory {
+    let states = [
+        [1, 1],
+        [1, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2], // episode 1
+        [1, 1],
+        [0, 1],
+        [0, 2],
+        [1, 2],
+        [0, 2],
+        [0, 2], // episode 2
+    ];
+    let next = [
+        [1, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+        [0, 1],
+        [0, 2],
+        [1, 2],
+        [0, 2],
+        [0, 2],
+        [0, 2],
+    ];
+    let actions = [2, 1, 4, 4, 4, 4, 1, 2, 0, 1, 4, 4];
+    let rewards = [1., 1., 0., 0., 0., 0., 0., 0., 1., 1., 0., 0.];
+    let mut h = TaskHistory {
+        task: 42,
+        param_name: "key_door".into(),
+        params: vec![1, 2, 0, 2],
+        optimal_return: 2.0,
+        steps: 12,
+        n_stream: 1,
+        obs_dim: 2,
+        ..Default::default()
+    };
+    for t in 0..12 {
+        h.states.extend_from_slice(&states[t]);
+        h.next_states.extend_from_slice(&next[t]);
+        h.actions.push(actions[t]);
+        h.rewards.push(rewards[t]);
+        h.dones.push((t % 6 == 5) as u8);
+        h.compress_markers.push(0);
+    }
+    h
+}
+
+#[test]
+fn key_to_door_streams_are_replayed_from_the_reset() {
+    use ccad_core::env::{Environment, KeyToDoor};
+    let env = KeyToDoor::new(3, 6);
+    assert_eq!(env.task_params(42), vec![1, 2, 0, 2]);
+    let meta = HistoryMeta {
+        env_name: "key-to-door".into(),
+        env_params: env.params_json(),
+        train_tasks: vec![42],
+        test_tasks: vec![],
+        ..meta()
+    };
+    let push = |th: &TaskHistory| {
+        let mut h = Histories::empty(Path::new("k2d.hdf5"), meta.clone(), &env);
+        h.push_task(th, &env).map(|()| h)
+    };
+    let h = push(&key_to_door_task()).unwrap();
+    assert_eq!(h.rewards.iter().sum::<f32>(), 4.0);
+    let one_line = |th: TaskHistory, want: &str| {
+        let e = push(&th).unwrap_err().to_string();
+        assert_eq!(e, format!("k2d.hdf5: {want}"));
+    };
+    // The door before the key pays nothing: a 1 there is refused.
+    let mut bad = key_to_door_task();
+    bad.rewards[7] = 1.0;
+    one_line(
+        bad,
+        "42/rewards: stream 0 step 7: reward 1, but task 42 ([1, 2, 0, 2]) gives 0 at [0, 2]",
+    );
+    // The key pays once an episode: a second 1 for standing on it is refused.
+    let mut bad = key_to_door_task();
+    bad.actions[2] = 0; // (0,2) -a0-> (1,2), the key again
+    bad.next_states[4..6].copy_from_slice(&[1, 2]);
+    bad.rewards[2] = 1.0;
+    one_line(
+        bad,
+        "42/rewards: stream 0 step 2: reward 1, but task 42 ([1, 2, 0, 2]) gives 0 at [1, 2]",
+    );
+    // A stream that does not start at the reset, or jumps.
+    let mut bad = key_to_door_task();
+    bad.states[18..20].copy_from_slice(&[1, 0]);
+    one_line(
+        bad,
+        "42/states: stream 0 step 9: [1, 0], but the stream's replay from the reset stands at [1, 2]",
+    );
+    // An episode that ends early.
+    let mut bad = key_to_door_task();
+    bad.dones[3] = 1;
+    one_line(
+        bad,
+        "42/dones: stream 0 step 3: done 1, but the replayed 6-step episode goes on here",
+    );
+}
