@@ -266,3 +266,56 @@ dataset = "learn"
         "first {first:.3}, last {last:.3}"
     );
 }
+
+/// The two environments whose state the position does not show, collected tiny and loaded back
+/// through dataset's audit (which replays every stream from the reset): names, parameters,
+/// optimal returns, episode ends, and returns within the optimum.
+#[test]
+fn key_to_door_and_darkroom_hard_collect_and_pass_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3×3 Key-to-Door needs 2 + 4 = 6 steps (start (1,1), key (0,0), door (2,2)); Dark Room
+    // Hard 2. Episodes of 6 and 4 steps; 3 streams × 12 steps per rollout, 2 rollouts.
+    for (name, horizon, param, optimal) in [
+        ("key-to-door", 6, "key_door", 2.0),
+        ("darkroom-hard", 4, "goal", 1.0),
+    ] {
+        let text = format!(
+            "[env]\nname = \"{name}\"\ngrid = 3\nhorizon = {horizon}\nn_train_tasks = 3\n\
+             n_test_tasks = 1\n[ppo]\nn_streams = 3\nn_steps = 12\nminibatch_size = 6\n\
+             n_epochs = 2\nhidden = 8\ntotal_steps = 72\n[collect]\ncompress_interval = 12\n"
+        );
+        let cfg = Config::from_toml_str(&text, "tiny.toml", &[]).unwrap();
+        let file = format!("{name}.hdf5");
+        let report = run(&cfg, dir.path(), &file, false).unwrap();
+        assert_eq!(report.rows.len(), 4);
+        let path = dir.path().join(&file);
+        let r = HistoryReader::open(&path).unwrap();
+        assert_eq!(r.meta.env_name, name);
+        assert_eq!(
+            r.meta.env_params,
+            format!(r#"{{"grid":3,"horizon":{horizon}}}"#)
+        );
+        let env = ccad_core::env::make_env(&cfg.env);
+        for task in r.tasks().unwrap() {
+            let h = r.read_task(task, param).unwrap();
+            assert_eq!(h.params, env.task_params(task));
+            assert_eq!(h.optimal_return, optimal);
+            assert_eq!((h.steps, h.n_stream), (24, 3));
+            for s in 0..3 {
+                let mut ret = 0.0;
+                for t in 0..24 {
+                    let i = t * 3 + s;
+                    assert_eq!(h.dones[i], ((t + 1) % horizon == 0) as u8);
+                    ret += h.rewards[i];
+                    if h.dones[i] == 1 {
+                        assert!(ret <= optimal, "{name} task {task}: return {ret}");
+                        ret = 0.0;
+                    }
+                }
+            }
+        }
+        // The audit replays every stream from the reset: positions, rewards, episode ends.
+        let all = dataset::Histories::load(&path, &cfg, ccad_core::config::TaskSet::All).unwrap();
+        assert_eq!(all.task.len(), 4 * 3);
+    }
+}
