@@ -306,11 +306,16 @@ impl DatasetRecord {
             return Ok(false);
         }
         if !allow {
+            let now_what = if now.path == self.path {
+                "that file now has hash".to_string()
+            } else {
+                format!("this run's config names {}, whose hash is", now.path)
+            };
             return Err(Error::file(
                 &run.dataset_record_path(),
                 "hash",
                 format!(
-                    "the run trained on {} with content hash {}; that file now has hash {} (re-collected?); \
+                    "the run trained on {} with content hash {}; {now_what} {} (re-collected?); \
                      pass --allow-dataset-change to go on with it anyway",
                     self.path, self.hash, now.hash
                 ),
@@ -463,6 +468,13 @@ mod tests {
         let e = recorded.check(&now, &run, false).unwrap_err().to_string();
         assert!(e.contains("dataset.json: hash: the run trained on datasets/quick.hdf5 with content hash 00000000000000aa; that file now has hash 00000000000000bb"), "{e}");
         assert!(!e.contains('\n'));
+        // Another file named at evaluation: the message names it, not the recorded one.
+        let other = DatasetRecord {
+            path: "datasets/other.hdf5".into(),
+            ..record("00000000000000cc", vec![3])
+        };
+        let e = recorded.check(&other, &run, false).unwrap_err().to_string();
+        assert!(e.contains("content hash 00000000000000aa; this run's config names datasets/other.hdf5, whose hash is 00000000000000cc"), "{e}");
         assert_eq!(recorded.hash, "00000000000000aa");
         // Allowed: the new data is recorded, and that it was accepted.
         assert!(recorded.check(&now, &run, true).unwrap());
