@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Seconds between plain progress lines when stderr is not a terminal.
-pub const PLAIN_EVERY: Duration = Duration::from_secs(30);
+pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 /// A bar over `len` units of `unit` (e.g. "tasks", "steps").
 pub fn bar(len: u64, label: &str, unit: &str) -> Progress {
