@@ -1,13 +1,24 @@
-//! Records the commit the binaries are built from (`ccad_core::BUILD_COMMIT`), so an
-//! experiment's records name the code that produced them rather than whatever the working tree
-//! holds when they are read. `+dirty` marks tracked files that differed from the commit when
-//! this script last ran; "unknown" outside a git checkout.
+//! Records the commit the binaries are built from (`train::BUILD_COMMIT`), so an experiment's
+//! records name the code that produced them rather than whatever the working tree holds when
+//! they are read. `+dirty` marks tracked files that differ from the commit; "unknown" outside a
+//! git checkout.
+//!
+//! It lives in train (the crate whose experiment records use it), not in ccad-core: a re-run
+//! of this script recompiles its crate and everything above it. It re-runs when HEAD moves or
+//! a workspace source changes (any such change recompiles train anyway), never because git
+//! touched its index: `git status` rewrites the index, and watching it rebuilt the whole
+//! workspace after every status (this script's own included).
 
 use std::path::Path;
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
+    // No optional locks: a status must not rewrite the index behind anyone's back.
+    let out = Command::new("git")
+        .arg("--no-optional-locks")
+        .args(args)
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -23,11 +34,9 @@ fn main() {
         None => "unknown".to_string(),
     };
     println!("cargo:rustc-env=CCAD_BUILD_COMMIT={commit}");
-    // Re-run when HEAD moves or the index changes (a commit, a checkout, a staged edit).
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         let git_dir = Path::new(&git_dir);
         println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
-        println!("cargo:rerun-if-changed={}", git_dir.join("index").display());
         if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={}", git_dir.join(r).display());
         }
@@ -36,5 +45,8 @@ fn main() {
             git_dir.join("packed-refs").display()
         );
     }
-    println!("cargo:rerun-if-changed=build.rs");
+    // The workspace's sources and manifests (a directory is watched recursively).
+    for path in ["..", "../../Cargo.toml", "../../Cargo.lock"] {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

@@ -29,22 +29,6 @@ pub mod tb;
 
 pub use burn;
 
-/// The commit these binaries were built from (`+dirty`: with uncommitted changes to tracked
-/// files; `unknown`: built outside a git checkout). Set by `build.rs`.
-pub const BUILD_COMMIT: &str = env!("CCAD_BUILD_COMMIT");
 pub use config::Config;
 pub use context::tokens;
 pub use error::{Error, Result};
-
-#[cfg(test)]
-mod build_tests {
-    #[test]
-    fn the_build_commit_is_a_commit_or_unknown() {
-        let c = super::BUILD_COMMIT;
-        let head = c.strip_suffix("+dirty").unwrap_or(c);
-        assert!(
-            c == "unknown" || (head.len() == 40 && head.chars().all(|ch| ch.is_ascii_hexdigit())),
-            "{c}"
-        );
-    }
-}

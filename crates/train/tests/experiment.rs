@@ -126,11 +126,7 @@ fn an_experiment_runs_resumes_and_reports() {
     );
     assert!(m.commands.iter().all(|c| c.status == Some(0)));
     // Every command names the code that ran it, and the report says which code produced it.
-    assert!(
-        m.commands
-            .iter()
-            .all(|c| c.commit == ccad_core::BUILD_COMMIT)
-    );
+    assert!(m.commands.iter().all(|c| c.commit == train::BUILD_COMMIT));
     let datasets: Vec<_> = std::fs::read_dir(d.join("datasets")).unwrap().collect();
     assert_eq!(datasets.len(), 1);
 
@@ -179,7 +175,7 @@ fn an_experiment_runs_resumes_and_reports() {
     let report = std::fs::read_to_string(r.join("report.md")).unwrap();
     assert!(report.contains("Cells finished: 4 of 4."), "{report}");
     assert!(
-        report.contains(&format!("ran on code at `{}`", ccad_core::BUILD_COMMIT)),
+        report.contains(&format!("ran on code at `{}`", train::BUILD_COMMIT)),
         "{report}"
     );
 

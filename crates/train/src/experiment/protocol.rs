@@ -17,7 +17,7 @@ struct Protocol<'a> {
     experiment: &'a Experiment,
     /// The experiment file as it was read.
     file_text: String,
-    /// The commit of the binary that wrote this file (`ccad_core::BUILD_COMMIT`).
+    /// The commit of the binary that wrote this file (`crate::BUILD_COMMIT`).
     build_commit: String,
     arms: Vec<ArmRecord>,
     cells: &'a [Cell],
@@ -60,7 +60,7 @@ pub fn write(exp: &Experiment, arms: &[ArmPlan], cells: &[Cell], root: &Path) ->
     let protocol = Protocol {
         experiment: exp,
         file_text: std::fs::read_to_string(&exp.file).unwrap_or_default(),
-        build_commit: ccad_core::BUILD_COMMIT.to_string(),
+        build_commit: crate::BUILD_COMMIT.to_string(),
         arms: records,
         cells,
     };

@@ -42,7 +42,7 @@ pub struct CommandRecord {
     pub wall_s: f64,
     /// Where its output went.
     pub log: String,
-    /// The commit of the binary that ran it (`ccad_core::BUILD_COMMIT`; empty in manifests
+    /// The commit of the binary that ran it (`crate::BUILD_COMMIT`; empty in manifests
     /// written before it was recorded).
     #[serde(default)]
     pub commit: String,
@@ -138,7 +138,7 @@ impl Runner {
             status: code,
             wall_s,
             log: log.display().to_string(),
-            commit: ccad_core::BUILD_COMMIT.to_string(),
+            commit: crate::BUILD_COMMIT.to_string(),
         });
         self.save_manifest()?;
         match status {
