@@ -69,6 +69,12 @@ pub trait Environment: Send + Sync {
     fn params_json(&self) -> String;
     /// Whether `obs` is an observation this environment can produce.
     fn contains(&self, obs: &[i32]) -> bool;
+    /// Named return thresholds an episode can reach, in increasing order (Key-to-Door: "key"
+    /// at 1, "door" at 2), reported as the share of episodes that reach each; empty where
+    /// the return says nothing more than itself.
+    fn milestones(&self) -> &'static [(&'static str, f32)] {
+        &[]
+    }
     /// The state behind `obs` when the observation determines it (a position), so that a
     /// recorded step can be replayed and checked; `None` where it does not.
     fn state_of(&self, _obs: &[i32]) -> Option<EnvState> {
@@ -498,6 +504,9 @@ impl Environment for DarkRoomHard {
     fn contains(&self, obs: &[i32]) -> bool {
         in_grid(self.grid, obs)
     }
+    fn milestones(&self) -> &'static [(&'static str, f32)] {
+        &[("goal", 1.0)]
+    }
     // `state_of` stays `None`: whether the goal was already reached is not in the observation.
 }
 
@@ -611,6 +620,11 @@ impl Environment for KeyToDoor {
     }
     fn contains(&self, obs: &[i32]) -> bool {
         in_grid(self.grid, obs)
+    }
+    /// The door pays only after the key, so a return of 1 means the key was found and 2 that
+    /// the door was opened.
+    fn milestones(&self) -> &'static [(&'static str, f32)] {
+        &[("key", 1.0), ("door", 2.0)]
     }
     // `state_of` stays `None`: holding the key is not in the observation.
 }
@@ -950,6 +964,10 @@ mod tests {
         );
         assert_eq!(env.optimal_return(3384), 2.0);
         assert_eq!(env.steps_to_door(3384), 4);
+        // Since the door pays only after the key, a return of 1 means "key" and 2 "door".
+        assert_eq!(env.milestones(), &[("key", 1.0), ("door", 2.0)]);
+        assert_eq!(DarkRoomHard::new(17, 20).milestones(), &[("goal", 1.0)]);
+        assert!(DarkRoom::new(9, 20).milestones().is_empty());
     }
 
     #[test]

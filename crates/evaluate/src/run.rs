@@ -295,7 +295,8 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         backend: ccad_core::backend::backend_name().to_string(),
         engine: engine.as_str().to_string(),
     };
-    let mut summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info);
+    let mut summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info)
+        .with_milestones(env.milestones());
     summary.cost = EvalCost::new(&result.stats, model.config());
     let out_dir = opts.out_dir.clone().unwrap_or_else(|| run.eval_dir());
     write_outputs(&out_dir, &result, &summary)?;
@@ -361,6 +362,9 @@ pub fn write_outputs(out_dir: &Path, result: &RolloutResult, summary: &Summary) 
         log.scalar("eval/return_mean", mean, k);
         if norm.is_finite() {
             log.scalar("eval/return_normalized", norm, k);
+        }
+        for m in &summary.milestones {
+            log.scalar(&format!("eval/reached_{}", m.name), m.reached[k], k);
         }
     }
     log.flush();

@@ -91,6 +91,21 @@ pub struct Summary {
     /// What acting cost (absent in older files).
     #[serde(default)]
     pub cost: EvalCost,
+    /// The environment's milestones (`Environment::milestones`): per episode index, the share
+    /// of environments whose return reached each (absent in older files and where the
+    /// environment has none).
+    #[serde(default)]
+    pub milestones: Vec<MilestoneCurve>,
+}
+
+/// The share of environments whose episode return reached `threshold`, per episode index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MilestoneCurve {
+    pub name: String,
+    pub threshold: f32,
+    pub reached: Vec<f64>,
+    pub first10: f64,
+    pub last10: f64,
 }
 
 /// The model's work per action during the rollout, counted from the contexts and the model's
@@ -218,7 +233,32 @@ impl Summary {
             tasks,
             envs,
             cost: EvalCost::default(),
+            milestones: Vec::new(),
         }
+    }
+
+    /// Add the share of environments reaching each `(name, threshold)` per episode.
+    pub fn with_milestones(mut self, milestones: &[(&str, f32)]) -> Self {
+        let n = self.envs.len().max(1) as f64;
+        self.milestones = milestones
+            .iter()
+            .map(|&(name, threshold)| {
+                let reached: Vec<f64> = (0..self.n_episodes)
+                    .map(|k| {
+                        let hits = self.envs.iter().filter(|e| e.returns[k] >= threshold);
+                        hits.count() as f64 / n
+                    })
+                    .collect();
+                MilestoneCurve {
+                    name: name.to_string(),
+                    threshold,
+                    first10: head_mean(&reached, EDGE),
+                    last10: tail_mean(&reached, EDGE),
+                    reached,
+                }
+            })
+            .collect();
+        self
     }
 
     /// Pretty JSON (NaN, for a curve that cannot be normalised, becomes `null`).
@@ -267,6 +307,12 @@ impl Summary {
             self.n_episodes,
             self.first10_normalized,
         );
+        for m in &self.milestones {
+            s += &format!(
+                "episodes reaching {} (return >= {}): first10 {:.3}, last10 {:.3}\n",
+                m.name, m.threshold, m.first10, m.last10
+            );
+        }
         s
     }
 }
@@ -336,6 +382,33 @@ mod tests {
             table.lines().nth(2).unwrap().trim_end().ends_with('-'),
             "{table}"
         );
+    }
+
+    #[test]
+    fn milestone_shares_by_hand() {
+        // Returns per episode: seed 0 of task 7 gives e, seed 1 gives e + 2, task 2 gives 4.
+        // Threshold 4: episode 0 → only task 2's two envs (0, 2 < 4): 2/4 = 0.5; episode 2 →
+        // 2, 4, 4, 4: 3/4; episode 4 on: all four. Threshold 12: episode 10 → 12 only (1/4),
+        // episode 11 → 11, 13: 1/4; earlier none.
+        let s = Summary::new(&hand_made(), "goal", |_| vec![], EvalInfo::default())
+            .with_milestones(&[("four", 4.0), ("twelve", 12.0)]);
+        let (four, twelve) = (&s.milestones[0], &s.milestones[1]);
+        assert_eq!(four.reached[..5], [0.5, 0.5, 0.75, 0.75, 1.0]);
+        // First 10: (0.5 + 0.5 + 0.75 + 0.75 + 6 · 1) / 10 = 0.85; last 10 (e = 2..11):
+        // (0.75 + 0.75 + 8 · 1) / 10 = 0.95.
+        assert!((four.first10 - 0.85).abs() < 1e-12);
+        assert!((four.last10 - 0.95).abs() < 1e-12);
+        assert_eq!(twelve.reached[9..], [0.0, 0.25, 0.25]);
+        assert!((twelve.last10 - 0.05).abs() < 1e-12);
+        assert!(
+            s.table()
+                .contains("episodes reaching twelve (return >= 12): first10 0.000, last10 0.050")
+        );
+        // Older summaries without the field read back with none.
+        let mut json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        json.as_object_mut().unwrap().remove("milestones");
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert!(back.milestones.is_empty());
     }
 
     #[test]
