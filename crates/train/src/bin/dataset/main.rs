@@ -33,7 +33,7 @@ use summary::{File, TaskSummary, fraction, ranges};
 struct Args {
     /// The history file (HDF5, as collect writes it).
     file: PathBuf,
-    /// Task id (default: the file's first held-out task).
+    /// Task id (default: the first task of the file's held-out list).
     #[arg(long)]
     task: Option<usize>,
     /// How many streams to print region by region (the all-streams mean covers every stream).
@@ -125,7 +125,7 @@ fn header(file: &File) -> String {
     let env = file.env.as_ref();
     let h = env.horizon();
     let i = m.compress_interval;
-    let per_region = if i % h == 0 {
+    let per_region = if i.is_multiple_of(h) {
         format!("{} episodes of {h} steps", i / h)
     } else {
         format!("{:.2} episodes of {h} steps", i as f64 / h as f64)
@@ -186,7 +186,7 @@ fn report(file: &File, s: &TaskSummary, k: usize) -> String {
         "  streams   {} of T = {} steps ({} episodes each)",
         s.n_stream,
         s.steps,
-        if s.steps % h == 0 {
+        if s.steps.is_multiple_of(h) {
             (s.steps / h).to_string()
         } else {
             format!("{episodes:.2}")
@@ -220,16 +220,16 @@ fn report(file: &File, s: &TaskSummary, k: usize) -> String {
     let shown = k.min(s.n_stream);
     let _ = writeln!(
         o,
-        "return per region: sum of rewards | per episode / optimum ({}); all streams: mean ± std \
-         of the episode return | / optimum",
-        s.optimal
+        "return per region: per stream the sum of rewards and the episode return / optimum \
+         ({}); over all {} streams the episode return's mean ± std, and / optimum",
+        s.optimal, s.n_stream
     );
     let steps_w = format!("{}..{}", s.steps, s.steps).len().max(5) + 1;
     let mut head = format!("  {:>6}  {:<steps_w$}", "region", "steps");
     for st in 0..shown {
         let _ = write!(head, "  {:>14}", format!("stream {st}"));
     }
-    let _ = write!(head, "  | {:>29}", format!("all {} streams", s.n_stream));
+    let _ = write!(head, "  | {:^16}  {:^12}", "all: mean ± std", "/ optimum");
     let _ = writeln!(o, "{}", head.trim_end());
     for r in &s.regions {
         let span = format!(

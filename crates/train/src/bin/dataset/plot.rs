@@ -12,8 +12,10 @@ use crate::summary::{RegionReturn, TaskSummary};
 pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 880;
 
-/// Region boundaries and the optimum.
+/// The optimum and zero rewards.
 const GUIDE: RGBColor = RGBColor(90, 90, 90);
+/// Region boundaries (a region's first step), apart from the grid's grey.
+const BOUNDARY: RGBColor = COLOURS[3];
 
 /// What the plot names in its captions.
 pub struct Labels<'a> {
@@ -67,22 +69,26 @@ fn draw(
         (lo - pad)..(hi + pad),
         text,
     )?;
-    let boundaries = |starts: Vec<f64>| {
+    // Dashed from `y.0` to `y.1` at every region start but the first.
+    let boundaries = |starts: Vec<f64>, y: (f64, f64)| {
         starts
             .into_iter()
             .filter(|&t| t > 0.0)
             .map(|t| {
                 DashedPathElement::new(
-                    [(x_of(t), lo - pad), (x_of(t), hi + pad)],
+                    [(x_of(t), y.0), (x_of(t), y.1)],
+                    5,
                     4,
-                    4,
-                    GUIDE.mix(0.6).stroke_width(1),
+                    BOUNDARY.mix(0.7).stroke_width(1),
                 )
             })
             .collect::<Vec<_>>()
     };
     let own: &[RegionReturn] = &s.streams[stream];
-    chart.draw_series(boundaries(own.iter().map(|r| r.start as f64).collect()))?;
+    chart.draw_series(boundaries(
+        own.iter().map(|r| r.start as f64).collect(),
+        (lo - pad, hi + pad),
+    ))?;
     chart.draw_series(rewards.iter().enumerate().map(|(t, &r)| {
         let colour = if r == 0.0 {
             GUIDE.mix(0.35)
@@ -125,7 +131,15 @@ fn draw(
         (lo - pad)..(hi + pad),
         text,
     )?;
-    chart.draw_series(boundaries(s.regions.iter().map(|r| r.start).collect()))?;
+    let bounds = chart.draw_series(boundaries(
+        s.regions.iter().map(|r| r.start).collect(),
+        (lo - pad, hi + pad),
+    ))?;
+    if text {
+        bounds.label("region boundary").legend(|(x, y)| {
+            DashedPathElement::new([(x, y), (x + 24, y)], 5, 4, BOUNDARY.stroke_width(1))
+        });
+    }
     let optimum = chart.draw_series(std::iter::once(DashedPathElement::new(
         [(1.0, s.optimal), (x_max, s.optimal)],
         8,
