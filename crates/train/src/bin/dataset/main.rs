@@ -372,6 +372,54 @@ mod tests {
         assert_eq!(png_size(&bytes), (plot::WIDTH, plot::HEIGHT));
     }
 
+    /// Every family, on random-walk files from the dataset crate: the file loads from its own
+    /// attributes, the regions partition each stream (their sums add up to the stream's
+    /// rewards), and the PNG and the list come out.
+    #[test]
+    fn every_environment_reads_lists_and_plots() {
+        use dataset::synthetic::{SyntheticSpec, write_synthetic};
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "darkroom",
+            "darkroom-permuted",
+            "darkroom-hard",
+            "key-to-door",
+        ] {
+            let text = format!(
+                "[env]\nname = \"{name}\"\ngrid = 3\nhorizon = 6\n[collect]\ncompress_interval = 12\n"
+            );
+            let cfg = ccad_core::Config::from_toml_str(&text, "t.toml", &[]).unwrap();
+            let path = dir.path().join(format!("{name}.hdf5"));
+            let spec = SyntheticSpec {
+                tasks: 6,
+                streams: 2,
+                steps: 30,
+                seed: 1,
+            };
+            write_synthetic(&path, &cfg, &spec).unwrap();
+            let file = File::open(&path).unwrap();
+            assert_eq!(file.env.name(), name);
+            let task = file.default_task().unwrap();
+            let (corpus, s) = file.load_task(task).unwrap();
+            // 30 steps, interval 12: [0, 12) [12, 24) [24, 30) in each of 2 streams.
+            assert_eq!(s.markers, summary::Markers { starts: 6, ends: 4 });
+            assert_eq!(s.region_counts(), vec![(2, 1); 2]);
+            let h = &corpus.histories;
+            for (st, regions) in s.streams.iter().enumerate() {
+                let total: f64 = h.rewards[h.range(st)].iter().map(|&r| r as f64).sum();
+                let by_region: f64 = regions.iter().map(|r| r.sum).sum();
+                assert_eq!(by_region, total, "{name} stream {st}");
+            }
+            let dest = dir.path().join(format!("{name}.png"));
+            run(&args(&path, &["--png", dest.to_str().unwrap()])).unwrap();
+            assert_eq!(
+                png_size(&std::fs::read(&dest).unwrap()),
+                (plot::WIDTH, plot::HEIGHT)
+            );
+            assert_eq!(list(&file).unwrap().lines().count(), 1 + 6 + 1, "{name}");
+        }
+    }
+
     #[test]
     fn default_png_is_named_after_the_file_and_task() {
         assert_eq!(
