@@ -58,9 +58,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let file = File::open(&args.file)?;
-    print!("{}", header(&file));
+    emit(&header(&file));
     if args.list {
-        print!("{}", list(&file)?);
+        emit(&list(&file)?);
         return Ok(());
     }
     let task = match args.task {
@@ -81,7 +81,7 @@ fn run(args: &Args) -> Result<()> {
             ),
         ));
     }
-    print!("{}", report(&file, &s, args.streams));
+    emit(&report(&file, &s, args.streams));
 
     let dest = args
         .png
@@ -97,17 +97,23 @@ fn run(args: &Args) -> Result<()> {
         .map_err(|e| Error::file(&dest, "plot", e))?;
     let replaced = dest.exists();
     ccad_core::atomic::write_atomic(&dest, &png)?;
-    println!(
-        "png: {} (stream {}{})",
+    let note = if replaced {
+        "; replaced the old file"
+    } else {
+        ""
+    };
+    emit(&format!(
+        "png: {} (stream {}{note})\n",
         dest.display(),
-        args.stream,
-        if replaced {
-            "; replaced the old file"
-        } else {
-            ""
-        }
-    );
+        args.stream
+    ));
     Ok(())
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error, and the PNG is still written.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// `<file stem>-task-N.png` in the current folder.
