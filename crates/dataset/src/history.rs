@@ -408,9 +408,74 @@ fn check_meta(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environme
     check_split(path, meta, cfg, env)
 }
 
-/// The file's split: tasks in range, listed once, train and held-out disjoint, and the split
-/// the config chooses (`env::split_tasks`: split seed, task counts, listed held-out tasks).
-fn check_split(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environment) -> Result<()> {
+/// The environment a history file was collected on, from its `env_name` and `env_params`
+/// attributes alone (for tools that read a file without its config). Refuses an unknown
+/// name, parameters other than the family's (`grid`, `horizon`), an `n_actions` the family
+/// does not have, and task lists with a task out of range or listed twice.
+pub fn env_from_meta(path: &Path, meta: &HistoryMeta) -> Result<Box<dyn Environment>> {
+    use ccad_core::config::{EnvConfig, EnvName};
+    use serde_json::Value;
+    let name: EnvName =
+        serde_json::from_value(Value::String(meta.env_name.clone())).map_err(|_| {
+            Error::file(
+                path,
+                attrs::ENV_NAME,
+                format!(
+                    "{:?} is not an environment (darkroom, darkroom-permuted, darkroom-hard, \
+                     key-to-door)",
+                    meta.env_name
+                ),
+            )
+        })?;
+    let bad_params = |why: &str| {
+        Error::file(
+            path,
+            attrs::ENV_PARAMS,
+            format!("{} {why}", meta.env_params),
+        )
+    };
+    let params: Value =
+        serde_json::from_str(&meta.env_params).map_err(|_| bad_params("is not JSON"))?;
+    let size = |key: &str| -> Result<usize> {
+        params
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|&v| v > 0)
+            .map(|v| v as usize)
+            .ok_or_else(|| bad_params(&format!("has no positive integer {key:?}")))
+    };
+    let cfg = EnvConfig {
+        name,
+        grid: size("grid")?,
+        horizon: size("horizon")?,
+        ..EnvConfig::default()
+    };
+    let env = make_env(&cfg);
+    if serde_json::from_str::<Value>(&env.params_json()).ok() != Some(params) {
+        return Err(bad_params(&format!(
+            "is not what {} takes ({})",
+            env.name(),
+            env.params_json()
+        )));
+    }
+    if meta.n_actions != env.n_actions() {
+        return Err(Error::file(
+            path,
+            attrs::N_ACTIONS,
+            format!(
+                "is {}, {} has {}",
+                meta.n_actions,
+                env.name(),
+                env.n_actions()
+            ),
+        ));
+    }
+    check_task_lists(path, meta, env.as_ref())?;
+    Ok(env)
+}
+
+/// Tasks in range, listed once, train and held-out disjoint.
+fn check_task_lists(path: &Path, meta: &HistoryMeta, env: &dyn Environment) -> Result<()> {
     let lists = [
         (attrs::TRAIN_TASKS, &meta.train_tasks),
         (attrs::TEST_TASKS, &meta.test_tasks),
@@ -438,6 +503,13 @@ fn check_split(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environm
             }
         }
     }
+    Ok(())
+}
+
+/// The file's split: [`check_task_lists`], and the split the config chooses
+/// (`env::split_tasks`: split seed, task counts, listed held-out tasks).
+fn check_split(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environment) -> Result<()> {
+    check_task_lists(path, meta, env)?;
     // The config's split: the same held-out tasks, and training only on its train tasks.
     let (train, test) = ccad_core::env::split_tasks(&cfg.env, env, env.n_tasks())
         .map_err(|(field, msg)| Error::file(path, field, msg))?;
@@ -460,4 +532,60 @@ fn check_split(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environm
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccad_core::history::FORMAT_VERSION;
+
+    fn meta(name: &str, params: &str) -> HistoryMeta {
+        HistoryMeta {
+            format_version: FORMAT_VERSION,
+            env_name: name.into(),
+            env_params: params.into(),
+            config: String::new(),
+            compress_interval: 8,
+            n_actions: 5,
+            train_tasks: vec![0, 2],
+            test_tasks: vec![1],
+        }
+    }
+
+    #[test]
+    fn env_from_meta_builds_every_family_from_name_and_params() {
+        let p = Path::new("f.hdf5");
+        for (name, n_tasks) in [
+            ("darkroom", 9),
+            ("darkroom-permuted", 120),
+            ("darkroom-hard", 9),
+            ("key-to-door", 72),
+        ] {
+            let env = env_from_meta(p, &meta(name, r#"{"horizon":4,"grid":3}"#)).unwrap();
+            assert_eq!(
+                (env.name(), env.n_tasks(), env.horizon()),
+                (name, n_tasks, 4)
+            );
+        }
+    }
+
+    #[test]
+    fn env_from_meta_names_the_bad_attribute() {
+        let p = Path::new("f.hdf5");
+        let err = |m: HistoryMeta| env_from_meta(p, &m).err().unwrap().to_string();
+        assert!(err(meta("cave", r#"{"grid":3,"horizon":4}"#)).starts_with("f.hdf5: env_name:"));
+        for params in [
+            "grid=3",
+            r#"{"grid":3}"#,
+            r#"{"grid":3,"horizon":4,"walls":1}"#,
+        ] {
+            assert!(err(meta("darkroom", params)).starts_with("f.hdf5: env_params:"));
+        }
+        let mut m = meta("darkroom", r#"{"grid":3,"horizon":4}"#);
+        m.n_actions = 4;
+        assert!(err(m).starts_with("f.hdf5: n_actions: is 4"));
+        let mut m = meta("darkroom", r#"{"grid":3,"horizon":4}"#);
+        m.test_tasks = vec![9];
+        assert!(err(m).starts_with("f.hdf5: test_tasks: task 9 does not exist"));
+    }
 }

@@ -1,7 +1,8 @@
 //! dataset: learning histories → padded token batches for the model (DESIGN §4–§5a).
 //!
 //! - [`history`]: [`Histories`], a history file loaded into history-major arrays and checked
-//!   against the config (environment, parameters, interval, actions, shapes).
+//!   against the config (environment, parameters, interval, actions, shapes);
+//!   [`env_from_meta`], the environment a file's own attributes name (no config needed).
 //! - [`region`]: [`RegionIndex`], every history's rollout regions from its compress markers,
 //!   with O(log n) look-up from a transition to (history, region, step).
 //! - [`layout`]: the [`Corpus`] as a `ccad_core::context::HistoryView` and [`Row`], the batch
@@ -79,7 +80,7 @@ use ccad_core::context::SequenceSink;
 use ccad_core::tokens::TokenBatch;
 use rayon::prelude::*;
 
-pub use history::Histories;
+pub use history::{Histories, env_from_meta};
 pub use layout::{
     CompressedDense, CompressedQuery, ContextLayout, Row, WindowDense, WindowQuery, layout_for,
 };
