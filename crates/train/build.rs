@@ -34,16 +34,16 @@ fn main() {
         None => "unknown".to_string(),
     };
     println!("cargo:rustc-env=CCAD_BUILD_COMMIT={commit}");
-    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        let git_dir = Path::new(&git_dir);
-        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
-        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={}", git_dir.join(r).display());
+    // HEAD (a checkout), the branch refs (a commit writes a loose ref file into refs/heads)
+    // and packed-refs; `--git-path` resolves them in a linked worktree too. Only paths that
+    // exist: cargo treats a missing watched file as changed and would re-run this script, and
+    // rebuild everything above it, on every build.
+    for name in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", name])
+            && Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
         }
-        println!(
-            "cargo:rerun-if-changed={}",
-            git_dir.join("packed-refs").display()
-        );
     }
     // The workspace's sources and manifests (a directory is watched recursively).
     for path in ["..", "../../Cargo.toml", "../../Cargo.lock"] {
