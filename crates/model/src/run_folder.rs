@@ -307,17 +307,20 @@ impl DatasetRecord {
         }
         if !allow {
             let now_what = if now.path == self.path {
-                "that file now has hash".to_string()
+                format!("that file now has hash {} (re-collected?)", now.hash)
             } else {
-                format!("this run's config names {}, whose hash is", now.path)
+                format!(
+                    "this run's config names {}, whose hash is {}",
+                    now.path, now.hash
+                )
             };
             return Err(Error::file(
                 &run.dataset_record_path(),
                 "hash",
                 format!(
-                    "the run trained on {} with content hash {}; {now_what} {} (re-collected?); \
+                    "the run trained on {} with content hash {}; {now_what}; \
                      pass --allow-dataset-change to go on with it anyway",
-                    self.path, self.hash, now.hash
+                    self.path, self.hash
                 ),
             ));
         }
