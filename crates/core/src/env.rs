@@ -44,21 +44,54 @@ pub struct StepOutcome {
     pub done: bool,
 }
 
+/// A `grid × grid` room with `horizon`-step episodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub grid: usize,
+    pub horizon: usize,
+}
+
+/// A family of tasks. The observation-side methods have defaults for what every environment
+/// here is: a square [`Room`] with 5 moves, observed as the agent's (row, col); an environment
+/// of another kind overrides them.
 pub trait Environment: Send + Sync {
     /// Name as stored in datasets and configs.
     fn name(&self) -> &'static str;
     fn n_tasks(&self) -> usize;
-    fn n_actions(&self) -> usize;
+    /// The room the tasks play in.
+    fn room(&self) -> Room;
+    fn n_actions(&self) -> usize {
+        MOVES.len()
+    }
     /// Length of an observation vector.
-    fn obs_dim(&self) -> usize;
+    fn obs_dim(&self) -> usize {
+        2
+    }
     /// Number of discrete states (size of the query-state embedding).
-    fn n_states(&self) -> usize;
-    fn horizon(&self) -> usize;
-    fn reset(&self, task: usize) -> EnvState;
+    fn n_states(&self) -> usize {
+        self.room().grid * self.room().grid
+    }
+    fn horizon(&self) -> usize {
+        self.room().horizon
+    }
+    /// The first state of an episode: the room's centre unless the environment says otherwise.
+    fn reset(&self, _task: usize) -> EnvState {
+        let (row, col) = centre(self.room().grid);
+        EnvState {
+            row,
+            col,
+            ..EnvState::default()
+        }
+    }
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome;
-    fn observe(&self, state: &EnvState, obs: &mut [i32]);
+    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
+        obs[0] = state.row;
+        obs[1] = state.col;
+    }
     /// Discrete index of an observation, in `0..n_states()`.
-    fn state_index(&self, obs: &[i32]) -> usize;
+    fn state_index(&self, obs: &[i32]) -> usize {
+        obs[0] as usize * self.room().grid + obs[1] as usize
+    }
     /// Best achievable episode return of a task.
     fn optimal_return(&self, task: usize) -> f32;
     /// What makes a task (a goal cell, an action permutation), stored on its HDF5 group.
@@ -66,9 +99,14 @@ pub trait Environment: Send + Sync {
     /// Name of the `task_params` attribute ("goal", "permutation").
     fn task_param_name(&self) -> &'static str;
     /// Parameters that define the environment family (stored in the dataset, checked on load).
-    fn params_json(&self) -> String;
+    fn params_json(&self) -> String {
+        let room = self.room();
+        format!(r#"{{"grid":{},"horizon":{}}}"#, room.grid, room.horizon)
+    }
     /// Whether `obs` is an observation this environment can produce.
-    fn contains(&self, obs: &[i32]) -> bool;
+    fn contains(&self, obs: &[i32]) -> bool {
+        in_grid(self.room().grid, obs)
+    }
     /// Named return thresholds an episode can reach, in increasing order (Key-to-Door: "key"
     /// at 1, "door" at 2), reported as the share of episodes that reach each; empty where
     /// the return says nothing more than itself.
@@ -271,24 +309,10 @@ impl Environment for DarkRoom {
     fn n_tasks(&self) -> usize {
         EnvName::Darkroom.task_count(self.grid)
     }
-    fn n_actions(&self) -> usize {
-        5
-    }
-    fn obs_dim(&self) -> usize {
-        2
-    }
-    fn n_states(&self) -> usize {
-        self.grid * self.grid
-    }
-    fn horizon(&self) -> usize {
-        self.horizon
-    }
-    fn reset(&self, _task: usize) -> EnvState {
-        let (row, col) = self.start();
-        EnvState {
-            row,
-            col,
-            ..EnvState::default()
+    fn room(&self) -> Room {
+        Room {
+            grid: self.grid,
+            horizon: self.horizon,
         }
     }
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
@@ -300,13 +324,6 @@ impl Environment for DarkRoom {
             action,
         )
     }
-    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
-        obs[0] = state.row;
-        obs[1] = state.col;
-    }
-    fn state_index(&self, obs: &[i32]) -> usize {
-        obs[0] as usize * self.grid + obs[1] as usize
-    }
     fn optimal_return(&self, task: usize) -> f32 {
         optimal(self.horizon, self.start(), self.goal(task))
     }
@@ -316,12 +333,6 @@ impl Environment for DarkRoom {
     }
     fn task_param_name(&self) -> &'static str {
         "goal"
-    }
-    fn params_json(&self) -> String {
-        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
-    }
-    fn contains(&self, obs: &[i32]) -> bool {
-        in_grid(self.grid, obs)
     }
     fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
         grid_state(self.grid, obs)
@@ -379,17 +390,11 @@ impl Environment for DarkRoomPermuted {
     fn n_tasks(&self) -> usize {
         EnvName::DarkroomPermuted.task_count(self.grid)
     }
-    fn n_actions(&self) -> usize {
-        5
-    }
-    fn obs_dim(&self) -> usize {
-        2
-    }
-    fn n_states(&self) -> usize {
-        self.grid * self.grid
-    }
-    fn horizon(&self) -> usize {
-        self.horizon
+    fn room(&self) -> Room {
+        Room {
+            grid: self.grid,
+            horizon: self.horizon,
+        }
     }
     fn reset(&self, _task: usize) -> EnvState {
         EnvState::default()
@@ -397,13 +402,6 @@ impl Environment for DarkRoomPermuted {
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
         let base = self.permutations[task][action] as usize;
         grid_step(self.grid as i32, self.horizon, self.goal(), state, base)
-    }
-    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
-        obs[0] = state.row;
-        obs[1] = state.col;
-    }
-    fn state_index(&self, obs: &[i32]) -> usize {
-        obs[0] as usize * self.grid + obs[1] as usize
     }
     fn optimal_return(&self, _task: usize) -> f32 {
         optimal(self.horizon, (0, 0), self.goal())
@@ -413,12 +411,6 @@ impl Environment for DarkRoomPermuted {
     }
     fn task_param_name(&self) -> &'static str {
         "permutation"
-    }
-    fn params_json(&self) -> String {
-        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
-    }
-    fn contains(&self, obs: &[i32]) -> bool {
-        in_grid(self.grid, obs)
     }
     fn state_of(&self, obs: &[i32]) -> Option<EnvState> {
         grid_state(self.grid, obs)
@@ -451,24 +443,10 @@ impl Environment for DarkRoomHard {
     fn n_tasks(&self) -> usize {
         EnvName::DarkroomHard.task_count(self.grid)
     }
-    fn n_actions(&self) -> usize {
-        5
-    }
-    fn obs_dim(&self) -> usize {
-        2
-    }
-    fn n_states(&self) -> usize {
-        self.grid * self.grid
-    }
-    fn horizon(&self) -> usize {
-        self.horizon
-    }
-    fn reset(&self, _task: usize) -> EnvState {
-        let (row, col) = centre(self.grid);
-        EnvState {
-            row,
-            col,
-            ..EnvState::default()
+    fn room(&self) -> Room {
+        Room {
+            grid: self.grid,
+            horizon: self.horizon,
         }
     }
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
@@ -478,13 +456,6 @@ impl Environment for DarkRoomHard {
             state.flags |= EnvState::GOAL_REACHED;
         }
         outcome(state, self.horizon, first)
-    }
-    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
-        obs[0] = state.row;
-        obs[1] = state.col;
-    }
-    fn state_index(&self, obs: &[i32]) -> usize {
-        obs[0] as usize * self.grid + obs[1] as usize
     }
     /// 1 when the goal can be reached within the horizon, else 0.
     fn optimal_return(&self, task: usize) -> f32 {
@@ -497,12 +468,6 @@ impl Environment for DarkRoomHard {
     }
     fn task_param_name(&self) -> &'static str {
         "goal"
-    }
-    fn params_json(&self) -> String {
-        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
-    }
-    fn contains(&self, obs: &[i32]) -> bool {
-        in_grid(self.grid, obs)
     }
     fn milestones(&self) -> &'static [(&'static str, f32)] {
         &[("goal", 1.0)]
@@ -555,24 +520,10 @@ impl Environment for KeyToDoor {
     fn n_tasks(&self) -> usize {
         EnvName::KeyToDoor.task_count(self.grid)
     }
-    fn n_actions(&self) -> usize {
-        5
-    }
-    fn obs_dim(&self) -> usize {
-        2
-    }
-    fn n_states(&self) -> usize {
-        self.grid * self.grid
-    }
-    fn horizon(&self) -> usize {
-        self.horizon
-    }
-    fn reset(&self, _task: usize) -> EnvState {
-        let (row, col) = centre(self.grid);
-        EnvState {
-            row,
-            col,
-            ..EnvState::default()
+    fn room(&self) -> Room {
+        Room {
+            grid: self.grid,
+            horizon: self.horizon,
         }
     }
     fn step(&self, task: usize, state: &mut EnvState, action: usize) -> StepOutcome {
@@ -589,13 +540,6 @@ impl Environment for KeyToDoor {
             false
         };
         outcome(state, self.horizon, paid)
-    }
-    fn observe(&self, state: &EnvState, obs: &mut [i32]) {
-        obs[0] = state.row;
-        obs[1] = state.col;
-    }
-    fn state_index(&self, obs: &[i32]) -> usize {
-        obs[0] as usize * self.grid + obs[1] as usize
     }
     /// 2 when start → key → door fits in the horizon, 1 when only the key does, else 0.
     fn optimal_return(&self, task: usize) -> f32 {
@@ -614,12 +558,6 @@ impl Environment for KeyToDoor {
     }
     fn task_param_name(&self) -> &'static str {
         "key_door"
-    }
-    fn params_json(&self) -> String {
-        format!(r#"{{"grid":{},"horizon":{}}}"#, self.grid, self.horizon)
-    }
-    fn contains(&self, obs: &[i32]) -> bool {
-        in_grid(self.grid, obs)
     }
     /// The door pays only after the key, so a return of 1 means the key was found and 2 that
     /// the door was opened.
