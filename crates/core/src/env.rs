@@ -296,10 +296,6 @@ impl DarkRoom {
     pub fn goal(&self, task: usize) -> (i32, i32) {
         cell(self.grid, task)
     }
-
-    fn start(&self) -> (i32, i32) {
-        centre(self.grid)
-    }
 }
 
 impl Environment for DarkRoom {
@@ -325,7 +321,7 @@ impl Environment for DarkRoom {
         )
     }
     fn optimal_return(&self, task: usize) -> f32 {
-        optimal(self.horizon, self.start(), self.goal(task))
+        optimal(self.horizon, centre(self.grid), self.goal(task))
     }
     fn task_params(&self, task: usize) -> Vec<i32> {
         let (r, c) = self.goal(task);

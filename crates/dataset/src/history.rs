@@ -390,18 +390,7 @@ fn check_meta(path: &Path, meta: &HistoryMeta, cfg: &Config, env: &dyn Environme
             ),
         ));
     }
-    if meta.n_actions != env.n_actions() {
-        return Err(Error::file(
-            path,
-            attrs::N_ACTIONS,
-            format!(
-                "is {}, {} has {}",
-                meta.n_actions,
-                env.name(),
-                env.n_actions()
-            ),
-        ));
-    }
+    check_n_actions(path, meta, env)?;
     if env.n_actions() > u8::MAX as usize + 1 {
         return Err(Error::file(path, attrs::N_ACTIONS, "more than 256 actions"));
     }
@@ -450,6 +439,9 @@ pub fn env_from_meta(path: &Path, meta: &HistoryMeta) -> Result<Box<dyn Environm
         horizon: size("horizon")?,
         ..EnvConfig::default()
     };
+    // Sizes within the config's limits before anything is built from them.
+    cfg.validate()
+        .map_err(|(field, message)| bad_params(&format!("gives {field} that {message}")))?;
     let env = make_env(&cfg);
     if serde_json::from_str::<Value>(&env.params_json()).ok() != Some(params) {
         return Err(bad_params(&format!(
@@ -458,6 +450,13 @@ pub fn env_from_meta(path: &Path, meta: &HistoryMeta) -> Result<Box<dyn Environm
             env.params_json()
         )));
     }
+    check_n_actions(path, meta, env.as_ref())?;
+    check_task_lists(path, meta, env.as_ref())?;
+    Ok(env)
+}
+
+/// The file's `n_actions` is the environment's.
+fn check_n_actions(path: &Path, meta: &HistoryMeta, env: &dyn Environment) -> Result<()> {
     if meta.n_actions != env.n_actions() {
         return Err(Error::file(
             path,
@@ -470,8 +469,7 @@ pub fn env_from_meta(path: &Path, meta: &HistoryMeta) -> Result<Box<dyn Environm
             ),
         ));
     }
-    check_task_lists(path, meta, env.as_ref())?;
-    Ok(env)
+    Ok(())
 }
 
 /// Tasks in range, listed once, train and held-out disjoint.
@@ -561,10 +559,11 @@ mod tests {
             ("darkroom-hard", 9),
             ("key-to-door", 72),
         ] {
-            let env = env_from_meta(p, &meta(name, r#"{"horizon":4,"grid":3}"#)).unwrap();
+            // Horizon 6: Key-to-Door's farthest pair on a 3-sided grid needs 2 + 4 steps.
+            let env = env_from_meta(p, &meta(name, r#"{"horizon":6,"grid":3}"#)).unwrap();
             assert_eq!(
                 (env.name(), env.n_tasks(), env.horizon()),
-                (name, n_tasks, 4)
+                (name, n_tasks, 6)
             );
         }
     }
@@ -581,6 +580,12 @@ mod tests {
         ] {
             assert!(err(meta("darkroom", params)).starts_with("f.hdf5: env_params:"));
         }
+        // Sizes past the config's limits are refused before an environment is built.
+        assert_eq!(
+            err(meta("key-to-door", r#"{"grid":4294967296,"horizon":50}"#)),
+            "f.hdf5: env_params: {\"grid\":4294967296,\"horizon\":50} gives env.grid that must \
+             be in [2, 1000], got 4294967296"
+        );
         let mut m = meta("darkroom", r#"{"grid":3,"horizon":4}"#);
         m.n_actions = 4;
         assert!(err(m).starts_with("f.hdf5: n_actions: is 4"));

@@ -31,6 +31,14 @@ impl Config {
     }
 }
 
+impl EnvConfig {
+    /// Check the `[env]` section alone (for a file read without its config). Error: (field,
+    /// message).
+    pub fn validate(&self) -> Check {
+        env(self)
+    }
+}
+
 /// Upper bounds on sizes: far beyond any useful run, low enough that no product of them
 /// overflows and that a typo fails here in one line instead of as an allocation abort or an
 /// integer overflow deep inside a run.
