@@ -5,7 +5,7 @@
 //! tokens: all of them (concat, later blocks masked) or a running mean per slot (merge: one
 //! matrix product with a lower-triangular averaging matrix, no loop over regions).
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use ccad_core::context::{Chain, MemoryUpdate, Visibility};
 use ccad_core::tokens::TokenBatch;
 
@@ -27,6 +27,9 @@ pub(crate) struct ChainPlan {
     memory: Tensor<1, Int>,
     /// Merge: `[B, NB, NB]`, row `k` = the weights of blocks `j < k` in block `k`'s means.
     mix: Option<Tensor<3>>,
+    /// `[B, NB, 1]`: true for the blocks whose memory takes no gradient (`Chain::frozen`);
+    /// `None` when no chain has any.
+    frozen: Option<Tensor<3, Bool>>,
     /// `[B·NB, 1, Lb, R + Lb]`: what each block row sees (`R` memory rows, then itself).
     pub(crate) bias: Tensor<4>,
 }
@@ -93,7 +96,9 @@ impl ChainPlan {
         let mut has_memory = vec![false; b * nb];
         let mut bias = vec![MASKED; b * nb * lb * keys];
         let mut mix = vec![0.0f32; b * nb * nb];
+        let mut frozen = vec![false; b * nb];
         for (s, c) in chains.iter().enumerate() {
+            frozen[s * nb..s * nb + c.frozen()].fill(true);
             for k in 0..c.n_blocks() {
                 let r = s * nb + k;
                 let block = c.block_range(k, batch.lengths[s]);
@@ -156,6 +161,9 @@ impl ChainPlan {
             memory: ints(memory),
             mix: (update == MemoryUpdate::Merge)
                 .then(|| Tensor::from_data(TensorData::new(mix, [b, nb, nb]), device)),
+            frozen: frozen
+                .contains(&true)
+                .then(|| Tensor::<3, Bool>::from_data(TensorData::new(frozen, [b, nb, 1]), device)),
             bias: Tensor::from_data(TensorData::new(bias, [b * nb, 1, lb, keys]), device),
         }
     }
@@ -185,6 +193,14 @@ impl ChainPlan {
         let mem = rows
             .select(0, self.memory.clone())
             .reshape([b, nb, m * h * dh]);
+        // Frozen blocks' memory enters the sum with its value but without its gradient.
+        let mem = match &self.frozen {
+            Some(frozen) => {
+                let detached = mem.clone().detach();
+                mem.mask_where(frozen.clone().expand([b, nb, m * h * dh]), detached)
+            }
+            None => mem,
+        };
         let read = match &self.mix {
             // Block k's slot i: Σ_j mix[k, j] · (block j's slot i).
             Some(mix) => mix.clone().matmul(mem).reshape([r, m, h, dh]),

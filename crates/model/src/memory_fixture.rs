@@ -130,6 +130,12 @@ pub(crate) fn chain_batch(view: &Histories, layout: &MemoryDense) -> TokenBatch 
     batch
 }
 
+/// Samples `0..n` of a prepared chunked memory layout (`train_regions > 0`) over `view`.
+pub(crate) fn chunk_batch(view: &Histories, layout: &MemoryDense, n: usize) -> TokenBatch {
+    assert!(layout.train_regions > 0 && n <= layout.n_samples(view));
+    labelled_batch(layout, view, n)
+}
+
 /// Samples `0..n` of `layout` over `view`, with their labels and visibility.
 fn labelled_batch(layout: &dyn ContextLayout, view: &Histories, n: usize) -> TokenBatch {
     let seqs: Vec<TokenSequence> = (0..n)

@@ -121,7 +121,7 @@ fn teacher_forcing_decoders_equal_one_pass() {
             } else {
                 Box::new(crate::BurnCacheDecoder::new(&model, 1, &device))
             };
-            let mut ctx = RollingContext::new(Layout::new(layout));
+            let mut ctx = RollingContext::new(Layout::new(layout.clone()));
             let (mut action, mut types) = (vec![0.0; a], vec![0.0; 3]);
             let range = view.history_range(0);
             let (mut unchanged, mut checked) = (0, 0);

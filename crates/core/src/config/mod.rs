@@ -229,7 +229,8 @@ pub struct MemoryConfig {
     pub keep: Keep,
     /// Most tokens kept by `keep = "rewarded"`.
     pub keep_max: usize,
-    /// Regions per training sequence: 0 = whole histories in one pass.
+    /// Regions supervised per training sequence: 0 = whole histories in one pass; `R > 0`:
+    /// chunks of `R` regions whose entering memory (from the earlier regions) takes no gradient.
     pub train_regions: usize,
 }
 

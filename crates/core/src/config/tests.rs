@@ -236,9 +236,15 @@ fn memory_section_defaults_and_refusals() {
     let memory = "[dataset]\ncontext = \"memory\"\n[model]\nobjective = \"dense\"\n";
     let keep = parse(&format!("{memory}[memory]\nkeep = \"rewarded\"\n")).unwrap();
     assert_eq!(keep.memory.keep, Keep::Rewarded);
+    let chunked = parse(&format!("{memory}[memory]\ntrain_regions = 2\n")).unwrap();
+    assert_eq!(chunked.memory.train_regions, 2);
     one_line(
-        &format!("{memory}[memory]\ntrain_regions = 2\n"),
-        "configs/x.toml: memory.train_regions: chunked histories are not available yet",
+        &format!("{memory}[memory]\ntrain_regions = 2\nkeep = \"rewarded\"\n"),
+        "configs/x.toml: memory.train_regions: keep = \"rewarded\" trains every region as its own sequence already; use 0",
+    );
+    one_line(
+        "[memory]\ntrain_regions = 100000000000\n",
+        "configs/x.toml: memory.train_regions: must be at most",
     );
 }
 

@@ -1,7 +1,7 @@
 //! Every value's range, section by section. Error: (field, message).
 
 use super::{
-    Boundary, Config, ContextMode, EnvConfig, EnvName, EvalConfig, ModelConfig, Objective,
+    Boundary, Config, ContextMode, EnvConfig, EnvName, EvalConfig, Keep, ModelConfig, Objective,
     PpoConfig, TrainConfig,
 };
 
@@ -293,11 +293,10 @@ fn memory(cfg: &Config) -> Check {
             "dataset.context = \"memory\" closes regions every compress_interval steps; set \"fixed\"".into(),
         ));
     }
-    // Not built yet: refused rather than silently ignored.
-    if m.train_regions > 0 {
+    if m.train_regions > 0 && m.keep == Keep::Rewarded {
         return Err((
             "memory.train_regions",
-            "chunked histories are not available yet; use 0 (whole histories in one pass)".into(),
+            "keep = \"rewarded\" trains every region as its own sequence already; use 0".into(),
         ));
     }
     Ok(())

@@ -9,6 +9,10 @@
 //! - [`MemoryUpdate::Merge`]: `M` slots whose key and value, at every layer, are the mean over
 //!   `j < b` of slot `i`'s key and value in `M_j` (CCM-merge; `M` keys whatever `b` is).
 //!
+//! Blocks before [`Chain::frozen`] (a training chunk's entering history, `train_regions`)
+//! are computed forward like the others, but the memory they give takes no gradient: the
+//! engines pass no gradient back into their memory tokens (and they carry no labels).
+//!
 //! Engines compute this block by block (block-sparse), never as a dense mask over the chain.
 //! [`Chain::reads`] spells out what a block reads, for reference computations and tests.
 
@@ -44,6 +48,8 @@ pub struct Chain {
     starts: Vec<u32>,
     /// Per block: its first memory token, if it has its memory.
     memory: Vec<Option<u32>>,
+    /// Blocks `0 .. frozen` give memory without gradient.
+    frozen: u32,
 }
 
 impl Chain {
@@ -58,7 +64,18 @@ impl Chain {
             slots: slots as u32,
             starts: Vec::new(),
             memory: Vec::new(),
+            frozen: 0,
         }
+    }
+
+    /// Blocks `0 .. b` give their memory without gradient (set before or after opening them).
+    pub fn freeze_before(&mut self, b: usize) {
+        self.frozen = b as u32;
+    }
+
+    /// Blocks before this one take no gradient through their memory.
+    pub fn frozen(&self) -> usize {
+        self.frozen as usize
     }
 
     pub fn update(&self) -> MemoryUpdate {
@@ -166,6 +183,13 @@ impl Chain {
     pub fn validate(&self, len: usize) -> Result<(), String> {
         if len > 0 && self.starts.first() != Some(&0) {
             return Err("chain: the first block must start at token 0".into());
+        }
+        if self.frozen() > self.n_blocks() {
+            return Err(format!(
+                "chain: {} frozen blocks of {}",
+                self.frozen,
+                self.n_blocks()
+            ));
         }
         if self.starts.windows(2).any(|w| w[0] >= w[1]) {
             return Err("chain: block starts must increase".into());

@@ -15,6 +15,12 @@
 //! (all of it under concat, slot means under merge) and causally to their own block; the
 //! memory tokens close their block, so they see it whole.
 //!
+//! With `train_regions = R > 0` a history is cut into chunks of `R` regions: chunk `c`'s
+//! sample is the chain of blocks `0 … cR+R-1` (the history's end at the latest), supervised
+//! only in blocks `cR …`; the blocks before it only give the memory entering the chunk,
+//! which takes no gradient ([`Chain::freeze_before`]). Every transition is still supervised
+//! exactly once per pass.
+//!
 //! Evaluation keeps the same chain: at the close of region `j` it appends `</c>` and `M_j`,
 //! then opens block `j+1` with `<c> R_j </c> <c>` (`R_j`: region `j`'s dense tokens again)
 //! before the next step's token. Every event is an append; a key/value cache keeps only the
@@ -29,13 +35,17 @@ use super::{
     dense_run, dense_token,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryDense {
     /// The compress interval `I`: every region is `I` transitions long.
     pub interval: usize,
     /// `M`: memory tokens per closed region.
     pub slots: usize,
     pub update: MemoryUpdate,
+    /// Regions supervised per sample; 0 = whole histories.
+    pub train_regions: usize,
+    /// `[n_histories + 1]`: prefix sums of each history's chunk count, made by `prepare`.
+    chunks: Vec<usize>,
 }
 
 impl MemoryDense {
@@ -44,7 +54,32 @@ impl MemoryDense {
             interval,
             slots,
             update,
+            train_regions: 0,
+            chunks: Vec::new(),
         }
+    }
+
+    /// Cut histories into chunks of `regions` regions (0: whole histories).
+    pub fn with_train_regions(mut self, regions: usize) -> Self {
+        self.train_regions = regions;
+        self
+    }
+
+    /// History and chunk of `sample`: the history, and the blocks `[first, end)` its
+    /// sequence supervises (`0..n_regions` for whole histories).
+    fn chunk(&self, view: &dyn HistoryView, sample: usize) -> (usize, std::ops::Range<usize>) {
+        if self.train_regions == 0 {
+            return (sample, 0..regions_of(view, sample).len());
+        }
+        debug_assert_eq!(
+            self.chunks.len(),
+            view.n_histories() + 1,
+            "MemoryDense used with histories it was not prepared for"
+        );
+        let h = self.chunks.partition_point(|&o| o <= sample) - 1;
+        let first = (sample - self.chunks[h]) * self.train_regions;
+        let end = (first + self.train_regions).min(regions_of(view, h).len());
+        (h, first..end)
     }
 
     /// Region `k`'s memory token `i` (its region index is embedded only under concat).
@@ -109,12 +144,33 @@ impl ContextLayout for MemoryDense {
         self.slots
     }
 
-    fn n_samples(&self, view: &dyn HistoryView) -> usize {
-        view.n_histories()
+    fn prepare(&mut self, view: &dyn HistoryView) {
+        if self.train_regions == 0 {
+            return;
+        }
+        let r = self.train_regions;
+        self.chunks = std::iter::once(0)
+            .chain((0..view.n_histories()).scan(0, |acc, h| {
+                *acc += regions_of(view, h).len().div_ceil(r);
+                Some(*acc)
+            }))
+            .collect();
     }
 
-    fn sample_len(&self, view: &dyn HistoryView, h: usize) -> usize {
+    fn n_samples(&self, view: &dyn HistoryView) -> usize {
+        if self.train_regions == 0 {
+            return view.n_histories();
+        }
+        *self
+            .chunks
+            .last()
+            .expect("MemoryDense is prepared before use")
+    }
+
+    fn sample_len(&self, view: &dyn HistoryView, sample: usize) -> usize {
+        let (h, chunk) = self.chunk(view, sample);
         regions_of(view, h)
+            .take(chunk.end)
             .map(|r| {
                 let cur = view.region(r);
                 let prev = view.previous_region(r).map(|p| p.len());
@@ -123,11 +179,13 @@ impl ContextLayout for MemoryDense {
             .sum()
     }
 
-    fn write_sample(&self, view: &dyn HistoryView, h: usize, out: &mut dyn SequenceSink) {
+    fn write_sample(&self, view: &dyn HistoryView, sample: usize, out: &mut dyn SequenceSink) {
+        let (h, chunk) = self.chunk(view, sample);
         let h0 = view.history_range(h).start;
         let mut chain = Chain::new(self.update, self.slots);
+        chain.freeze_before(chunk.start);
         let mut at = 0;
-        for (k, r) in regions_of(view, h).enumerate() {
+        for (k, r) in regions_of(view, h).take(chunk.end).enumerate() {
             let cur = view.region(r);
             chain.open_block(at);
             out.open();
@@ -136,7 +194,7 @@ impl ContextLayout for MemoryDense {
                 out.close();
                 out.open();
             }
-            dense_run(view, cur.start..cur.end, h0, true, out);
+            dense_run(view, cur.start..cur.end, h0, k >= chunk.start, out);
             if cur.closed {
                 chain.set_memory(self.write_memory(k, out));
             }
@@ -202,7 +260,7 @@ impl ContextLayout for MemoryDense {
 }
 
 /// Flat region numbers of history `h`, in order.
-fn regions_of(view: &dyn HistoryView, h: usize) -> impl Iterator<Item = usize> + '_ {
+fn regions_of(view: &dyn HistoryView, h: usize) -> std::ops::Range<usize> {
     let range = view.history_range(h);
     let first = if range.is_empty() {
         0

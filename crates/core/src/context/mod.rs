@@ -163,11 +163,10 @@ pub fn layout_for(cfg: &Config) -> Box<dyn ContextLayout> {
                 env.n_actions(),
             ))
         }
-        (ContextMode::Memory, _) => Box::new(MemoryDense::new(
-            interval,
-            cfg.memory.tokens,
-            cfg.memory.update,
-        )),
+        (ContextMode::Memory, _) => Box::new(
+            MemoryDense::new(interval, cfg.memory.tokens, cfg.memory.update)
+                .with_train_regions(cfg.memory.train_regions),
+        ),
     }
 }
 

@@ -319,6 +319,7 @@ fn all_layouts(i: usize, n: usize) -> Vec<Box<dyn ContextLayout>> {
         Box::new(MemoryDense::new(i, 2, MemoryUpdate::Concat)),
         Box::new(MemoryDense::new(i, 3, MemoryUpdate::Merge)),
         Box::new(KeepDense::new(i, 3, OBS, ACTIONS)),
+        Box::new(MemoryDense::new(i, 2, MemoryUpdate::Merge).with_train_regions(2)),
     ]
 }
 
@@ -331,7 +332,8 @@ fn labels_per_sample_by_hand() {
     let view = Synthetic::new(4, &[10, 6], 1);
     // Memory: one sample per history → 16 / 2.
     // Keep: one sample per region, as compressed dense → 3.2.
-    let want = [1.0, 1.0, 3.2, 16.0 / 6.0, 8.0, 8.0, 3.2];
+    // Memory in chunks of 2 regions: ⌈3/2⌉ + ⌈2/2⌉ = 3 samples → 16 / 3.
+    let want = [1.0, 1.0, 3.2, 16.0 / 6.0, 8.0, 8.0, 3.2, 16.0 / 3.0];
     for (mut layout, want) in all_layouts(4, 3).into_iter().zip(want) {
         layout.prepare(&view);
         let got = layout.labels_per_sample(&view);
@@ -508,6 +510,44 @@ fn memory_chain_by_hand() {
         assert_eq!(&pos[19..], &pos[7..19]);
         assert_eq!(batch.slot[5..7], [0, 1]);
         assert_eq!(batch.slot[4], -1);
+    }
+}
+
+/// `train_regions = 2` cuts the 3-region history of `memory_chain_by_hand` into two
+/// samples: the first is blocks 0-1 with both supervised, the second the whole chain with
+/// only block 2 supervised and blocks 0-1 frozen (their memory enters without gradient).
+/// Each sample's tokens are the whole history's, cut after its last block.
+#[test]
+fn memory_chunks_by_hand() {
+    let view = Synthetic::new(3, &[9], 7);
+    for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
+        let whole = TokenSequence::of_sample(&MemoryDense::new(3, 2, update), &view, 0);
+        let mut layout = MemoryDense::new(3, 2, update).with_train_regions(2);
+        layout.prepare(&view);
+        assert_eq!(layout.n_samples(&view), 2);
+        let first = TokenSequence::of_sample(&layout, &view, 0);
+        let second = TokenSequence::of_sample(&layout, &view, 1);
+        assert_eq!(layout.sample_len(&view, 0), 19);
+        assert_eq!(first.tokens[..], whole.tokens[..19]);
+        assert_eq!(second.tokens, whole.tokens);
+        let labelled = |s: &TokenSequence| -> Vec<usize> {
+            (0..s.tokens.len())
+                .filter(|&i| s.target_action[i] >= 0)
+                .collect()
+        };
+        assert_eq!(labelled(&first), [1, 2, 3, 13, 14, 15]);
+        assert_eq!(labelled(&second), [25, 26, 27]);
+        assert!(
+            (0..25).all(|i| second.target_type[i] < 0),
+            "no type labels before the chunk"
+        );
+        assert_eq!(second.target_action[25..28], whole.target_action[25..28]);
+        let frozen = |s: &TokenSequence| match &s.visibility {
+            Visibility::Chain(c) => (c.frozen(), c.n_blocks()),
+            _ => panic!("not a chain"),
+        };
+        assert_eq!(frozen(&first), (0, 2));
+        assert_eq!(frozen(&second), (2, 3));
     }
 }
 

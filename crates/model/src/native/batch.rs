@@ -106,6 +106,7 @@ pub(crate) fn pack(c: &AdModelConfig, b: &TokenBatch) -> Packed {
                     update: chain.update(),
                     slots: chain.slots(),
                     blocks: Vec::new(),
+                    frozen: chain.frozen(),
                 };
                 for k in 0..chain.n_blocks() {
                     let block = chain.block_range(k, len);

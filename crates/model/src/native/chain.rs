@@ -24,6 +24,8 @@ pub(crate) struct PackedChain {
     /// Per block, in order: its packed sequence (index into `Packed::seqs`) and the packed
     /// row of its first memory token, if it has its memory.
     pub blocks: Vec<(usize, Option<usize>)>,
+    /// Blocks before this one give memory without gradient (`Chain::frozen`).
+    pub frozen: usize,
 }
 
 impl PackedChain {
@@ -78,14 +80,22 @@ pub(crate) fn gather(p: &Packed, d: usize, qkv: &[f32], mem: &mut [f32]) {
 }
 
 /// Backward of [`gather`]: add the memory rows' gradients `dmem [Σ reads, 2d]` to the key
-/// and value gradients of the memory tokens they came from, in `dqkv [n, 3d]`.
+/// and value gradients of the memory tokens they came from, in `dqkv [n, 3d]` — except the
+/// memory of a chain's frozen blocks, which takes no gradient.
 pub(crate) fn scatter(p: &Packed, d: usize, dmem: &[f32], dqkv: &mut [f32]) {
-    let mut add = |row: usize, g: &[f32]| {
-        let dst = &mut dqkv[row * 3 * d + d..(row + 1) * 3 * d];
-        dst.iter_mut().zip(g).for_each(|(o, g)| *o += g);
-    };
     for chain in &p.chains {
         let m = chain.slots;
+        let frozen: Vec<usize> = chain.blocks[..chain.frozen]
+            .iter()
+            .filter_map(|b| b.1)
+            .collect();
+        let mut add = |row: usize, g: &[f32]| {
+            if frozen.iter().any(|&f| (f..f + m).contains(&row)) {
+                return;
+            }
+            let dst = &mut dqkv[row * 3 * d + d..(row + 1) * 3 * d];
+            dst.iter_mut().zip(g).for_each(|(o, g)| *o += g);
+        };
         match chain.update {
             MemoryUpdate::Concat => {
                 let mut earlier: Vec<usize> = Vec::new();

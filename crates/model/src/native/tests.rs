@@ -395,6 +395,79 @@ fn chains_match_burn_gradients() {
     }
 }
 
+/// `train_regions = 5`: history 0 of 13 regions becomes 3 chunks, blocks [0,5), [0,10) with
+/// 0-4 frozen, [0,13) with 0-9 frozen. The native step matches burn's gradients (burn
+/// detaches the frozen memory); the chunks' loss is the whole history's (the same logits at
+/// the same labels); and under concat the region-index rows of regions 4 and 9 get no
+/// gradient: their memory is read only by blocks of the next chunk, where they are frozen
+/// (without freezing, both do).
+#[test]
+fn frozen_blocks_match_burn_and_pass_no_gradient_back() {
+    use crate::memory_fixture::{Histories, chain_batch, chunk_batch, layout};
+    use ccad_core::context::{ContextLayout, MemoryUpdate};
+    use ccad_core::tokens::slot_table::REGION_ROWS;
+    let view = Histories::new(1, 13, 80, 11);
+    for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
+        let (whole_layout, max_len) = layout(80, 4, update);
+        let mut chunked = whole_layout.clone().with_train_regions(5);
+        chunked.prepare(&view);
+        assert_eq!(chunked.n_samples(&view), 3);
+        let b = chunk_batch(&view, &chunked, 3);
+        let cfg = crate::memory_tests::memory_model(max_len, 4, 0).1;
+        let (m, device) = model(&cfg, 4);
+        let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
+        let net = NativeNet::from_model(&m).unwrap();
+        let mut g = vec![f32::NAN; net.n_params()];
+        let got = net.loss_and_grads(&b, 0, &mut g);
+        assert_eq!((got.n_action, want.n_action), (13 * 80, 13 * 80));
+        assert!((got.total - want.total).abs() < 1e-4, "{got:?} vs {want:?}");
+        for slot in net.slots() {
+            let r = slot.offset..slot.offset + slot.len;
+            assert_close(
+                &format!("{update:?} frozen {}", slot.name),
+                &g[r.clone()],
+                &want_g[r],
+                5e-4,
+            );
+        }
+        let whole = net.loss(&chain_batch(&view, &whole_layout));
+        assert!(
+            (whole.total - got.total).abs() < 1e-5,
+            "{update:?}: chunks {} vs whole {}",
+            got.total,
+            whole.total
+        );
+        if update == MemoryUpdate::Concat {
+            let table = net
+                .slots()
+                .iter()
+                .find(|s| s.name == "slot.weight")
+                .unwrap();
+            let d = cfg.d_model;
+            let moved = |g: &[f32]| -> Vec<usize> {
+                (0..REGION_ROWS)
+                    .filter(|&r| {
+                        g[table.offset + r * d..table.offset + (r + 1) * d]
+                            .iter()
+                            .any(|&v| v != 0.0)
+                    })
+                    .collect()
+            };
+            assert_eq!(moved(&g), [0, 1, 2, 3, 5, 6, 7, 8, 10, 11]);
+            assert_eq!(moved(&want_g), [0, 1, 2, 3, 5, 6, 7, 8, 10, 11]);
+            let mut unfrozen = b.clone();
+            for v in &mut unfrozen.visibility {
+                if let Visibility::Chain(c) = v {
+                    c.freeze_before(0);
+                }
+            }
+            let mut g2 = vec![0.0; net.n_params()];
+            net.loss_and_grads(&unfrozen, 0, &mut g2);
+            assert_eq!(moved(&g2), (0..REGION_ROWS).collect::<Vec<_>>());
+        }
+    }
+}
+
 /// Reductions are order-fixed: a training step on 1 thread and on 2 threads gives
 /// bit-identical loss and gradients, for a causal batch (16 × 163 tokens), memory chains
 /// (concat and merge, 2 × 2,140 tokens) and the selective baseline's kept prefixes.
