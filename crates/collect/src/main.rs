@@ -37,6 +37,9 @@ fn main() -> ExitCode {
     run_main(|| -> anyhow::Result<()> {
         let args = Args::parse();
         let cfg = args.config.load()?;
+        if args.engine.resolve(Stage::Collect) == Engine::Burn {
+            ccad_core::backend::start_device()?;
+        }
         if args.bench {
             let report = collect::bench(&cfg, args.engine)?;
             println!(

@@ -319,3 +319,46 @@ fn key_to_door_and_darkroom_hard_collect_and_pass_the_audit() {
         assert_eq!(all.task.len(), 4 * 3);
     }
 }
+
+/// A collect on the burn PPO engine (on burn's CPU backend here; on the wgpu device in
+/// scripts/test-wgpu) writes what the native one writes: the same file layout and markers,
+/// and the same first rollout in every task (both engines start from the same weights and
+/// act with the same random numbers; later rollouts follow updates each engine computes in
+/// its own float order).
+#[test]
+fn a_short_burn_collect_writes_what_the_native_one_writes() {
+    use ccad_core::backend::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config();
+    let collect_on = |engine: Engine, name: &str| {
+        let opts = CollectOptions {
+            out: Some(dir.path().join(name)),
+            engine,
+            log_dir: Some(dir.path().join(format!("runs-{name}"))),
+            quiet: true,
+            ..Default::default()
+        };
+        collect(&cfg, &opts).unwrap();
+        HistoryReader::open(&dir.path().join(name)).unwrap()
+    };
+    let native = collect_on(Engine::Native, "native.hdf5");
+    let burn = collect_on(Engine::Burn, "burn.hdf5");
+    assert_eq!(native.meta, burn.meta);
+    // 3 streams × 4 steps per rollout.
+    let first_rollout = 3 * cfg.ppo.n_steps;
+    for task in 0..4 {
+        let (a, b) = (
+            native.read_task(task, "goal").unwrap(),
+            burn.read_task(task, "goal").unwrap(),
+        );
+        assert_eq!((b.steps, b.n_stream), (a.steps, a.n_stream));
+        assert_eq!(b.compress_markers, a.compress_markers);
+        assert_eq!(b.dones, a.dones);
+        assert_eq!(
+            b.actions[..first_rollout],
+            a.actions[..first_rollout],
+            "task {task}: first rollout"
+        );
+        assert!(b.actions.iter().all(|a| (0..5).contains(a)));
+    }
+}

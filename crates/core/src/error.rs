@@ -49,6 +49,9 @@ pub enum Error {
     },
     #[error("interrupted (Ctrl-C)")]
     Interrupted,
+    /// The build's compute device could not be set up (no GPU driver, a bad adapter name).
+    #[error("{0}")]
+    Device(String),
 }
 
 impl Error {

@@ -72,6 +72,7 @@ fn run(args: Args) -> ccad_core::Result<()> {
     };
     // Fail on a bad run folder before the device starts.
     load_run_config(&run_dir, &args.config.overrides)?;
+    ccad_core::backend::start_device()?;
     let opts = EvalOptions {
         run_dir,
         out_dir: args.out,

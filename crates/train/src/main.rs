@@ -69,6 +69,7 @@ fn run(mut args: Args) -> Result<()> {
             .push(format!("train.engine={:?}", engine.as_str()));
     }
     let cfg = args.config.load()?;
+    ccad_core::backend::start_device()?;
     if args.bench_child {
         let data = args
             .bench_data

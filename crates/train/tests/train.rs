@@ -581,7 +581,15 @@ fn native_steps_follow_burn_steps() {
     assert!((a.metrics.total - b.metrics.total).abs() < 1e-5);
     assert_eq!(a.lr, b.lr);
     let (na, nb) = (na.unwrap().value(), nb.unwrap().value());
-    assert!((na - nb).abs() <= 1e-5 * nb, "grad norm {na} vs {nb}");
+    // On a GPU the burn side's softmax and cross-entropy use the shader's exp and log
+    // (accurate to a few ulp, not correctly rounded) and its reductions run in another
+    // order: on lavapipe the norms differ by 5e-5 relative, on burn's CPU backend by ~1e-7.
+    let tol = if ccad_core::backend::is_gpu_build() {
+        1e-4
+    } else {
+        1e-5
+    };
+    assert!((na - nb).abs() <= tol * nb, "grad norm {na} vs {nb}");
     let (pa, pb) = (learner_params(&native), learner_params(&burn));
     assert!(
         max_abs_diff(&pa, &before) > 1e-3,
@@ -608,8 +616,10 @@ fn native_steps_follow_burn_steps() {
         max <= 1e-5,
         "one native step differs from one burn step by {max}"
     );
+    // The strict bound must cover most weights (about 5% of this batch's gradients are
+    // below 1e-3: 151 of 2,968 with burn on lavapipe).
     assert!(
-        loose * 20 < pa.len(),
+        loose * 10 < pa.len(),
         "{loose} of {} gradients near 0",
         pa.len()
     );

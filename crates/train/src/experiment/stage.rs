@@ -46,6 +46,7 @@ pub fn run_stage(stage: Stage, path: &Path, log_dir: Option<PathBuf>) -> Result<
             println!("{report}");
         }
         Stage::Train => {
+            ccad_core::backend::start_device()?;
             let opts = crate::TrainOptions {
                 fresh: false,
                 stop_after: None,
@@ -56,6 +57,7 @@ pub fn run_stage(stage: Stage, path: &Path, log_dir: Option<PathBuf>) -> Result<
             crate::train_with_probe(&cfg, &opts)?;
         }
         Stage::Evaluate => {
+            ccad_core::backend::start_device()?;
             let opts = evaluate::run::EvalOptions {
                 run_dir: cfg.run_dir(),
                 progress: true,
