@@ -85,12 +85,13 @@ pub(crate) fn gather(p: &Packed, d: usize, qkv: &[f32], mem: &mut [f32]) {
 pub(crate) fn scatter(p: &Packed, d: usize, dmem: &[f32], dqkv: &mut [f32]) {
     for chain in &p.chains {
         let m = chain.slots;
-        let frozen: Vec<usize> = chain.blocks[..chain.frozen]
-            .iter()
-            .filter_map(|b| b.1)
-            .collect();
+        // Frozen blocks come first, so their memory rows lie before the first trained block.
+        let trained_from = chain
+            .blocks
+            .get(chain.frozen)
+            .map_or(usize::MAX, |&(seq, _)| p.seqs[seq].0);
         let mut add = |row: usize, g: &[f32]| {
-            if frozen.iter().any(|&f| (f..f + m).contains(&row)) {
+            if row < trained_from {
                 return;
             }
             let dst = &mut dqkv[row * 3 * d + d..(row + 1) * 3 * d];
