@@ -333,6 +333,21 @@ fn every_gradient_matches_burn_under_block_visibility() {
 /// Memory-layout chains (block-sparse attention over memory rows, slot embeddings): the
 /// native step's loss and every gradient against burn's autodiff, at the default model
 /// shape on two shipped-size histories (13 regions of 80 steps, M = 4; 2,140 tokens each).
+/// The memory tests' model (seed 4) for blocks of `max_len`, and one step on `b` from both
+/// engines: `(net, native loss, native gradients, burn loss, burn gradients)`.
+fn chain_step_on_both_engines(
+    max_len: usize,
+    b: &TokenBatch,
+) -> (NativeNet, LossMetrics, Vec<f32>, LossMetrics, Vec<f32>) {
+    let cfg = crate::memory_tests::memory_model(max_len, 4, 0).1;
+    let (m, device) = model(&cfg, 4);
+    let (want, want_g) = reference_loss_and_grads(&m, b, &device);
+    let net = NativeNet::from_model(&m).unwrap();
+    let mut g = vec![f32::NAN; net.n_params()];
+    let got = net.loss_and_grads(b, 0, &mut g);
+    (net, got, g, want, want_g)
+}
+
 #[test]
 fn chains_match_burn_gradients() {
     use crate::memory_fixture::{Histories, chain_batch, layout};
@@ -341,12 +356,7 @@ fn chains_match_burn_gradients() {
     for update in [MemoryUpdate::Concat, MemoryUpdate::Merge] {
         let (layout, max_len) = layout(80, 4, update);
         let b = chain_batch(&view, &layout);
-        let cfg = crate::memory_tests::memory_model(max_len, 4, 0).1;
-        let (m, device) = model(&cfg, 4);
-        let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
-        let net = NativeNet::from_model(&m).unwrap();
-        let mut g = vec![f32::NAN; net.n_params()];
-        let got = net.loss_and_grads(&b, 0, &mut g);
+        let (net, got, g, want, want_g) = chain_step_on_both_engines(max_len, &b);
         assert_eq!(got.n_action, 2 * 13 * 80);
         assert_eq!(got.n_action, want.n_action);
         assert!((got.total - want.total).abs() < 1e-4, "{got:?} vs {want:?}");
@@ -375,7 +385,7 @@ fn chains_match_burn_gradients() {
             .iter()
             .find(|s| s.name == "slot.weight")
             .unwrap();
-        let d = cfg.d_model;
+        let d = net.config().d_model;
         let row = |i: usize| &g[table.offset + i * d..table.offset + (i + 1) * d];
         use ccad_core::tokens::slot_table::{REGION_ROWS, slot_row};
         for slot in 0..4 {
@@ -413,12 +423,7 @@ fn frozen_blocks_match_burn_and_pass_no_gradient_back() {
         chunked.prepare(&view);
         assert_eq!(chunked.n_samples(&view), 3);
         let b = chunk_batch(&view, &chunked, 3);
-        let cfg = crate::memory_tests::memory_model(max_len, 4, 0).1;
-        let (m, device) = model(&cfg, 4);
-        let (want, want_g) = reference_loss_and_grads(&m, &b, &device);
-        let net = NativeNet::from_model(&m).unwrap();
-        let mut g = vec![f32::NAN; net.n_params()];
-        let got = net.loss_and_grads(&b, 0, &mut g);
+        let (net, got, g, want, want_g) = chain_step_on_both_engines(max_len, &b);
         assert_eq!((got.n_action, want.n_action), (13 * 80, 13 * 80));
         assert!((got.total - want.total).abs() < 1e-4, "{got:?} vs {want:?}");
         for slot in net.slots() {
@@ -443,7 +448,7 @@ fn frozen_blocks_match_burn_and_pass_no_gradient_back() {
                 .iter()
                 .find(|s| s.name == "slot.weight")
                 .unwrap();
-            let d = cfg.d_model;
+            let d = net.config().d_model;
             let moved = |g: &[f32]| -> Vec<usize> {
                 (0..REGION_ROWS)
                     .filter(|&r| {
