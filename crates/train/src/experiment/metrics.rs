@@ -5,7 +5,7 @@
 //! seeds only. Episodes count from 1.
 
 use evaluate::Summary;
-use evaluate::summary::{EDGE, EnvSummary, tail_mean};
+use evaluate::summary::{EDGE, EnvSummary, MilestoneCurve, tail_mean};
 use serde::{Deserialize, Serialize};
 
 use super::stats::{MeanSem, Paired, mean, paired, sem};
@@ -329,6 +329,60 @@ pub fn arm_curves(cells: &[CellOutcome]) -> Vec<ArmCurve> {
             }
         })
         .collect()
+}
+
+/// One milestone of one arm (an environment's `Environment::milestones`, e.g. Key-to-Door's key
+/// and door): per episode, the mean over the arm's training seeds of the share of environments
+/// whose return reached it, with its standard error; and each seed's first-10 / last-10 share,
+/// summarised the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmMilestone {
+    pub arm: String,
+    pub name: String,
+    pub threshold: f32,
+    /// Seeds whose summary has this milestone.
+    pub n_seeds: usize,
+    pub mean: Vec<f64>,
+    pub sem: Vec<f64>,
+    pub first10: MeanSem,
+    pub last10: MeanSem,
+}
+
+/// [`ArmMilestone`] of every arm (first-seen order) and every milestone of its first cell (in
+/// that cell's order), over the arm's cells that have the milestone. Empty where the
+/// environment has none.
+pub fn arm_milestones(cells: &[CellOutcome]) -> Vec<ArmMilestone> {
+    let mut out = Vec::new();
+    for arm in arms_in_order(cells) {
+        let mine = cells_of(cells, arm);
+        for first in &mine[0].summary.milestones {
+            let curves: Vec<&MilestoneCurve> = mine
+                .iter()
+                .filter_map(|c| c.summary.milestones.iter().find(|m| m.name == first.name))
+                .collect();
+            let episodes = curves.iter().map(|m| m.reached.len()).min().unwrap_or(0);
+            let (mean_curve, sem_curve) = (0..episodes)
+                .map(|j| {
+                    let at: Vec<f64> = curves.iter().map(|m| m.reached[j]).collect();
+                    (mean(&at), sem(&at))
+                })
+                .unzip();
+            let over_seeds = |field: fn(&MilestoneCurve) -> f64| {
+                MeanSem::of(&curves.iter().map(|m| field(m)).collect::<Vec<_>>())
+            };
+            out.push(ArmMilestone {
+                arm: arm.to_string(),
+                name: first.name.clone(),
+                threshold: first.threshold,
+                n_seeds: curves.len(),
+                mean: mean_curve,
+                sem: sem_curve,
+                first10: over_seeds(|m| m.first10),
+                last10: over_seeds(|m| m.last10),
+            });
+        }
+    }
+    out
 }
 
 /// Reads one metric of a cell.

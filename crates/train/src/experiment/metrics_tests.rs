@@ -231,3 +231,46 @@ fn values_follow_the_name_lists() {
     assert_eq!(arms[0].returns()[4], arms[0].mean_all_episodes);
     assert_eq!(arms[0].cost.values()[1], arms[0].cost.labels_per_sec);
 }
+
+/// Key-to-Door-like milestones (key: return ≥ 1, door: 2) of one arm, two seeds, two
+/// environments, three episodes each.
+pub fn milestone_cells() -> Vec<CellOutcome> {
+    let marks = [("key", 1.0), ("door", 2.0)];
+    let seed = |s: u64, returns: Vec<Vec<f32>>| {
+        let summary = summary_of(vec![2.0, 2.0], returns).with_milestones(&marks);
+        cell("k", s, summary, CellCost::default())
+    };
+    vec![
+        // key per episode 1/2, 1, 1; door 0, 1/2, 1.
+        seed(0, vec![vec![0.0, 1.0, 2.0], vec![1.0, 2.0, 2.0]]),
+        // key 1/2, 1/2, 1; door 1/2, 1/2, 1/2.
+        seed(1, vec![vec![2.0, 2.0, 2.0], vec![0.0, 0.0, 1.0]]),
+    ]
+}
+
+#[test]
+fn milestone_shares_over_seeds_by_hand() {
+    let ms = arm_milestones(&milestone_cells());
+    assert_eq!(ms.len(), 2);
+    let (key, door) = (&ms[0], &ms[1]);
+    assert_eq!((key.arm.as_str(), key.name.as_str()), ("k", "key"));
+    assert_eq!((door.name.as_str(), door.threshold), ("door", 2.0));
+    assert_eq!((key.n_seeds, door.n_seeds), (2, 2));
+    let all_close =
+        |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(*x, *y));
+    assert!(all_close(&key.mean, &[0.5, 0.75, 1.0]), "{:?}", key.mean);
+    assert!(all_close(&door.mean, &[0.25, 0.5, 0.75]), "{:?}", door.mean);
+    // Two seeds a and b: SEM = |a − b| / 2.
+    assert!(all_close(&key.sem, &[0.0, 0.25, 0.0]), "{:?}", key.sem);
+    assert!(all_close(&door.sem, &[0.25, 0.0, 0.25]), "{:?}", door.sem);
+    // Three episodes: first and last 10 are all of them; key per seed 5/6 and 2/3.
+    assert!(close(key.first10.mean, 0.75) && close(key.last10.mean, 0.75));
+    assert!(close(key.last10.sem, 1.0 / 12.0));
+    // Door per seed 1/2 and 1/2.
+    assert!(close(door.last10.mean, 0.5) && close(door.last10.sem, 0.0));
+}
+
+#[test]
+fn cells_without_milestones_give_none() {
+    assert!(arm_milestones(&two_arms()).is_empty());
+}

@@ -1,5 +1,6 @@
-//! The experiment's files: `summary.csv`, `per_seed.csv`, `paired.csv`, `report.md` and
-//! `curves.png`.
+//! The experiment's files: `summary.csv`, `per_seed.csv`, `paired.csv`, `report.md`,
+//! `curves.png`, and where the environment has milestones `milestones.csv` and
+//! `milestones.png`.
 //!
 //! Every file goes through `ccad_core::atomic`: a failed write leaves the previous file (or
 //! none) and no temporary file, and its error names the file (or the folder that could not be
@@ -13,13 +14,14 @@ use ccad_core::Result;
 use ccad_core::atomic::{write_atomic, write_atomic_with};
 
 use super::metrics::{
-    ArmSummary, COST_FIELDS, CellOutcome, PairedRow, RETURN_METRICS, TARGET_FRACTION, cell_metrics,
+    ArmMilestone, ArmSummary, COST_FIELDS, CellOutcome, PairedRow, RETURN_METRICS, TARGET_FRACTION,
+    cell_metrics,
 };
 use super::stats::MeanSem;
 
 mod plot;
 
-pub use plot::{HEIGHT, WIDTH, write_curves_png};
+pub use plot::{HEIGHT, WIDTH, write_curves_png, write_milestones_png};
 
 /// Shown in the report wherever a number is undefined.
 const NOT_AVAILABLE: &str = "n/a";
@@ -119,6 +121,40 @@ pub fn write_paired_csv(rows: &[PairedRow], dest: &Path) -> Result<()> {
     write_csv(dest, &header, &rows)
 }
 
+/// One row per (arm, milestone, episode): `arm, milestone, threshold, episode, n_seeds, mean,
+/// sem` (the share of environments reaching the milestone; episodes from 1).
+pub fn write_milestones_csv(milestones: &[ArmMilestone], dest: &Path) -> Result<()> {
+    let header = [
+        "arm",
+        "milestone",
+        "threshold",
+        "episode",
+        "n_seeds",
+        "mean",
+        "sem",
+    ]
+    .map(String::from);
+    let rows: Vec<Vec<String>> = milestones
+        .iter()
+        .flat_map(|m| {
+            (1..)
+                .zip(m.mean.iter().zip(&m.sem))
+                .map(|(e, (&mean, &sem))| {
+                    vec![
+                        m.arm.clone(),
+                        m.name.clone(),
+                        m.threshold.to_string(),
+                        usize::to_string(&e),
+                        m.n_seeds.to_string(),
+                        csv_number(mean),
+                        csv_number(sem),
+                    ]
+                })
+        })
+        .collect();
+    write_csv(dest, &header, &rows)
+}
+
 /// `x` with `decimals` decimals; "n/a" when undefined.
 fn rounded(x: f64, decimals: usize) -> String {
     if x.is_finite() {
@@ -191,6 +227,34 @@ fn arms_table(w: &mut String, arms: &[ArmSummary]) {
     }
 }
 
+/// The milestones table: per arm and milestone, the share of episodes reaching it.
+fn milestones_table(w: &mut String, milestones: &[ArmMilestone]) {
+    let _ = writeln!(
+        w,
+        "| arm | milestone | seeds | first 10 episodes | last 10 episodes | at ep 1 / 10 / 50 / last |"
+    );
+    let _ = writeln!(w, "|---|---|--:|--:|--:|--:|");
+    let at = |m: &ArmMilestone, episode: usize| {
+        fmt3(m.mean.get(episode - 1).copied().unwrap_or(f64::NAN))
+    };
+    for m in milestones {
+        let _ = writeln!(
+            w,
+            "| {} | {} (return ≥ {}) | {} | {} | {} | {} / {} / {} / {} |",
+            cell_text(&m.arm),
+            cell_text(&m.name),
+            m.threshold,
+            m.n_seeds,
+            mean_sem(m.first10),
+            mean_sem(m.last10),
+            at(m, 1),
+            at(m, 10),
+            at(m, 50),
+            fmt3(m.mean.last().copied().unwrap_or(f64::NAN)),
+        );
+    }
+}
+
 /// The paired table: each arm minus its baseline, per metric.
 fn paired_table(w: &mut String, rows: &[PairedRow]) {
     if rows.is_empty() {
@@ -219,11 +283,13 @@ fn paired_table(w: &mut String, rows: &[PairedRow]) {
 }
 
 /// The report's text: `title`, the caller's `preamble` (budget, seeds, commands), the arms
-/// table, the paired table and what neither can show.
+/// table, the milestones table (when there are milestones), the paired table and what none
+/// can show.
 pub fn render_report(
     title: &str,
     preamble: &str,
     arms: &[ArmSummary],
+    milestones: &[ArmMilestone],
     paired: &[PairedRow],
 ) -> String {
     let mut s = String::new();
@@ -244,6 +310,16 @@ pub fn render_report(
          {NOT_AVAILABLE}: undefined (too few episodes or seeds, no positive optimum).\n",
         TARGET_FRACTION * 100.0
     );
+    if !milestones.is_empty() {
+        let _ = writeln!(w, "## Milestones\n");
+        milestones_table(w, milestones);
+        let _ = writeln!(
+            w,
+            "\nThe share of episodes whose return reached the milestone (over held-out tasks × \
+             evaluation seeds), mean ± standard error over training seeds; single episodes are \
+             means only. Per episode in `milestones.csv` and `milestones.png`.\n"
+        );
+    }
     let _ = writeln!(
         w,
         "## Paired differences (arm − baseline, by training seed)\n"
@@ -264,12 +340,13 @@ pub fn write_report_md(
     title: &str,
     preamble: &str,
     arms: &[ArmSummary],
+    milestones: &[ArmMilestone],
     paired: &[PairedRow],
     dest: &Path,
 ) -> Result<()> {
     write_atomic(
         dest,
-        render_report(title, preamble, arms, paired).as_bytes(),
+        render_report(title, preamble, arms, milestones, paired).as_bytes(),
     )
 }
 

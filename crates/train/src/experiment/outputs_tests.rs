@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::experiment::metrics::tests::two_arms;
-use crate::experiment::metrics::{arm_curves, paired_rows, summarise};
+use crate::experiment::metrics::tests::{milestone_cells, two_arms};
+use crate::experiment::metrics::{arm_curves, arm_milestones, paired_rows, summarise};
 
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::Reader::from_path(path).unwrap();
@@ -127,8 +127,10 @@ fn report_tables_round_and_mark_undefined_numbers() {
         "Experiment: test",
         "Budget: 2 seeds.\n",
         &summarise(&cells),
+        &[],
         &paired_rows(&cells, "a"),
     );
+    assert!(!text.contains("## Milestones"), "no milestones, no section");
     assert!(
         text.starts_with("# Experiment: test\n\nBudget: 2 seeds.\n"),
         "{text}"
@@ -153,7 +155,7 @@ fn report_tables_round_and_mark_undefined_numbers() {
 fn report_without_comparisons_or_reached_targets() {
     let mut cells = two_arms();
     cells.retain(|c| c.arm == "b" && c.train_seed == 1);
-    let text = render_report("t", "", &summarise(&cells), &paired_rows(&cells, "b"));
+    let text = render_report("t", "", &summarise(&cells), &[], &paired_rows(&cells, "b"));
     assert!(text.contains("| never (0/1) |"), "{text}");
     assert!(text.contains("No other arm to compare"), "{text}");
     assert!(
@@ -166,6 +168,48 @@ fn report_without_comparisons_or_reached_targets() {
     assert_eq!(cell_text("x|y"), "x\\|y");
 }
 
+#[test]
+fn milestones_in_the_csv_and_the_report() {
+    let cells = milestone_cells();
+    let milestones = arm_milestones(&cells);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("milestones.csv");
+    write_milestones_csv(&milestones, &path).unwrap();
+    let (header, rows) = read_csv(&path);
+    assert_eq!(
+        header,
+        [
+            "arm",
+            "milestone",
+            "threshold",
+            "episode",
+            "n_seeds",
+            "mean",
+            "sem"
+        ]
+    );
+    // Two milestones × three episodes; values from the metrics test's hand computation.
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[1], ["k", "key", "1", "2", "2", "0.75", "0.25"]);
+    assert_eq!(rows[5], ["k", "door", "2", "3", "2", "0.75", "0.25"]);
+
+    let text = render_report("t", "", &summarise(&cells), &milestones, &[]);
+    // Key: first and last 10 (all three episodes) 0.75 ± 1/12; at ep 1 0.5, ep 10 and 50 past
+    // the end, last 1.
+    let key =
+        "| k | key (return ≥ 1) | 2 | 0.750 ± 0.083 | 0.750 ± 0.083 | 0.500 / n/a / n/a / 1.000 |";
+    assert!(text.contains(key), "{text}");
+    assert!(
+        text.contains("| k | door (return ≥ 2) | 2 | 0.500 ± 0.000 |"),
+        "{text}"
+    );
+    let (section, paired) = (
+        text.find("## Milestones").unwrap(),
+        text.find("## Paired").unwrap(),
+    );
+    assert!(section < paired);
+}
+
 /// A writer of one file, given its destination.
 type Writer<'a> = &'a dyn Fn(&Path) -> Result<()>;
 
@@ -175,14 +219,17 @@ fn write_each(dest: impl Fn(&str) -> PathBuf) -> Vec<(&'static str, Result<()>)>
     let arms = summarise(&cells);
     let paired = paired_rows(&cells, "a");
     let curves = arm_curves(&cells);
-    let each: [(&str, Writer); 5] = [
+    let milestones = arm_milestones(&milestone_cells());
+    let each: [(&str, Writer); 7] = [
         ("summary.csv", &|d| write_summary_csv(&arms, d)),
         ("per_seed.csv", &|d| write_per_seed_csv(&cells, d)),
         ("paired.csv", &|d| write_paired_csv(&paired, d)),
         ("report.md", &|d| {
-            write_report_md("t", "", &arms, &paired, d)
+            write_report_md("t", "", &arms, &milestones, &paired, d)
         }),
         ("curves.png", &|d| write_curves_png(&curves, None, None, d)),
+        ("milestones.csv", &|d| write_milestones_csv(&milestones, d)),
+        ("milestones.png", &|d| write_milestones_png(&curves, d)),
     ];
     each.into_iter()
         .map(|(file, write)| (file, write(&dest(file))))

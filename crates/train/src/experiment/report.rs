@@ -1,5 +1,6 @@
 //! The experiment's result files from the finished cells: `report.md`, `summary.csv`,
-//! `per_seed.csv`, `paired.csv`, `curves.png`.
+//! `per_seed.csv`, `paired.csv`, `curves.png`, and `milestones.csv` / `milestones.png` where
+//! the environment has milestones.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use ccad_core::Result;
 
 use super::file::{Budget, Experiment};
-use super::metrics::{arm_curves, paired_rows, summarise};
+use super::metrics::{ArmCurve, arm_curves, arm_milestones, paired_rows, summarise};
 use super::outputs;
 use super::plan;
 use super::runner::RunOutcome;
@@ -16,6 +17,7 @@ use super::runner::RunOutcome;
 pub fn write_all(exp: &Experiment, out: &RunOutcome, root: &Path) -> Result<()> {
     let arms = summarise(&out.cells);
     let paired = paired_rows(&out.cells, &exp.baseline);
+    let milestones = arm_milestones(&out.cells);
     outputs::write_summary_csv(&arms, &root.join("summary.csv"))?;
     outputs::write_per_seed_csv(&out.cells, &root.join("per_seed.csv"))?;
     outputs::write_paired_csv(&paired, &root.join("paired.csv"))?;
@@ -24,9 +26,22 @@ pub fn write_all(exp: &Experiment, out: &RunOutcome, root: &Path) -> Result<()> 
         &title,
         &preamble(exp, out),
         &arms,
+        &milestones,
         &paired,
         &root.join("report.md"),
     )?;
+    if !milestones.is_empty() {
+        outputs::write_milestones_csv(&milestones, &root.join("milestones.csv"))?;
+        let curves: Vec<ArmCurve> = milestones
+            .iter()
+            .map(|m| ArmCurve {
+                arm: format!("{}: {}", m.arm, m.name),
+                mean: m.mean.clone(),
+                sem: m.sem.clone(),
+            })
+            .collect();
+        outputs::write_milestones_png(&curves, &root.join("milestones.png"))?;
+    }
 
     // The source learners on the baseline's held-out tasks, and their mean optimum.
     let baseline = out.arms.iter().find(|a| a.name == exp.baseline);

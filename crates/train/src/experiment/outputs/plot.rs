@@ -1,5 +1,6 @@
-//! `curves.png`: each arm's mean return per episode with a ± 1 SEM band over training seeds,
-//! drawn as the report binary draws its plot (plotters on an RGB buffer, text through the
+//! `curves.png`: each arm's mean return per episode with a ± 1 SEM band over training seeds;
+//! `milestones.png`: each arm's share of episodes reaching each milestone, the same way. Drawn
+//! as the report binary draws its plot (plotters on an RGB buffer, text through the
 //! pure-Rust `ab_glyph` renderer from a system TrueType font, PNG encoding by `png`).
 
 use std::path::Path;
@@ -19,11 +20,17 @@ pub const HEIGHT: u32 = 560;
 /// The source learners' dashed curve.
 const SOURCE_COLOUR: RGBColor = RGBColor(90, 90, 90);
 
-/// What `curves.png` shows besides the arms.
+/// What a plot shows besides the curves, and its caption and y-axis label.
 struct Extras<'a> {
     source: Option<&'a [f64]>,
     optimal: Option<f64>,
+    captions: (&'a str, &'a str),
 }
+
+const CURVES_CAPTIONS: (&str, &str) = (
+    "In-context learning per arm (mean ± s.e.m. over training seeds)",
+    "return (mean over held-out tasks × evaluation seeds)",
+);
 
 /// `curves.png`: per arm its mean return per episode with a ± 1 SEM band (none where the SEM
 /// is undefined, e.g. one seed), the source learners' curve (dashed) and the optimal return
@@ -35,9 +42,31 @@ pub fn write_curves_png(
     optimal: Option<f64>,
     dest: &Path,
 ) -> Result<()> {
+    let extras = Extras {
+        source,
+        optimal,
+        captions: CURVES_CAPTIONS,
+    };
+    write_png(curves, &extras, dest)
+}
+
+/// `milestones.png`: one curve per (arm, milestone), named `curves[i].arm` (e.g. "window: door"),
+/// the share of episodes reaching it with a ± 1 SEM band.
+pub fn write_milestones_png(curves: &[ArmCurve], dest: &Path) -> Result<()> {
+    let extras = Extras {
+        source: None,
+        optimal: None,
+        captions: (
+            "Episodes reaching each milestone (mean ± s.e.m. over training seeds)",
+            "share of episodes (held-out tasks × evaluation seeds)",
+        ),
+    };
+    write_png(curves, &extras, dest)
+}
+
+fn write_png(curves: &[ArmCurve], extras: &Extras, dest: &Path) -> Result<()> {
     let text = system_font().is_some();
-    let png = curves_png(curves, &Extras { source, optimal }, text)
-        .map_err(|e| Error::file(dest, "plot", e))?;
+    let png = curves_png(curves, extras, text).map_err(|e| Error::file(dest, "plot", e))?;
     write_atomic(dest, &png)
 }
 
@@ -106,11 +135,7 @@ fn draw(
     let pad = 0.05 * (hi - lo);
 
     let root = BitMapBackend::with_buffer(rgb, (WIDTH, HEIGHT)).into_drawing_area();
-    let captions = (
-        "In-context learning per arm (mean ± s.e.m. over training seeds)",
-        "return (mean over held-out tasks × evaluation seeds)",
-    );
-    let mut chart = episode_chart(&root, captions, x_max, (lo - pad)..(hi + pad), text)?;
+    let mut chart = episode_chart(&root, extras.captions, x_max, (lo - pad)..(hi + pad), text)?;
 
     for (i, (c, band)) in curves.iter().zip(&bands).enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
@@ -202,6 +227,7 @@ mod tests {
         let plain = Extras {
             source: None,
             optimal: None,
+            captions: CURVES_CAPTIONS,
         };
         let (_, _, rgb) = decode(&curves_png(&curves[..1], &plain, false).unwrap());
         assert!(has_colour(&rgb, COLOURS[0]));
@@ -213,6 +239,7 @@ mod tests {
         let full = Extras {
             source: Some(&source),
             optimal: Some(15.0),
+            captions: CURVES_CAPTIONS,
         };
         let (_, _, rgb) = decode(&curves_png(&curves, &full, false).unwrap());
         assert!(has_colour(&rgb, COLOURS[1]) && has_colour(&rgb, SOURCE_COLOUR));
