@@ -274,11 +274,13 @@ fn a_missing_folder_is_created() {
         result.unwrap();
         assert!(out.join(writer).is_file(), "{writer}");
     }
-    // The five files and no temporaries.
+    // The seven files and no temporaries.
     assert_eq!(
         entries(&out),
         [
             "curves.png",
+            "milestones.csv",
+            "milestones.png",
             "paired.csv",
             "per_seed.csv",
             "report.md",
