@@ -45,6 +45,11 @@ pub struct Rollout<'a> {
     type_logits: Vec<f32>,
     episode_return: Vec<f32>,
     returns: Vec<Vec<f32>>,
+    /// Per environment: steps taken in the current episode, and the step at which its return
+    /// first reached each of the environment's milestones (0: not yet).
+    episode_step: Vec<u32>,
+    reached_at: Vec<Vec<u32>>,
+    milestone_steps: Vec<Vec<Vec<u32>>>,
     actions: Vec<Vec<u8>>,
     stats: RolloutStats,
 }
@@ -102,6 +107,9 @@ impl<'a> Rollout<'a> {
             type_logits: Vec::new(),
             episode_return: vec![0.0; n],
             returns: vec![Vec::new(); n],
+            episode_step: vec![0; n],
+            reached_at: vec![vec![0; env.milestones().len()]; n],
+            milestone_steps: vec![Vec::new(); n],
             actions: vec![Vec::new(); n],
             stats: RolloutStats::default(),
         };
@@ -162,11 +170,20 @@ impl<'a> Rollout<'a> {
         for i in 0..n {
             self.actions[i].push(actions[i] as u8);
             self.episode_return[i] += self.rewards[i];
+            self.episode_step[i] += 1;
+            for (at, &(_, threshold)) in self.reached_at[i].iter_mut().zip(self.env.milestones()) {
+                if *at == 0 && self.episode_return[i] >= threshold {
+                    *at = self.episode_step[i];
+                }
+            }
             if self.dones[i] {
                 if self.returns[i].len() < self.spec.episodes {
                     self.returns[i].push(self.episode_return[i]);
+                    self.milestone_steps[i].push(self.reached_at[i].clone());
                 }
                 self.episode_return[i] = 0.0;
+                self.episode_step[i] = 0;
+                self.reached_at[i].fill(0);
             }
             let (s, s_next) = (
                 &self.prev_obs[i * d..(i + 1) * d],
@@ -249,6 +266,7 @@ impl<'a> Rollout<'a> {
             seeds: self.spec.seeds,
             optimal,
             returns: self.returns,
+            milestone_steps: self.milestone_steps,
             actions: self.actions,
             stats: self.stats,
         }

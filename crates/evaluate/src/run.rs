@@ -296,7 +296,7 @@ pub fn evaluate_run(opts: &EvalOptions, device: &Device) -> Result<EvalOutcome> 
         engine: engine.as_str().to_string(),
     };
     let mut summary = Summary::new(&result, env.task_param_name(), |t| env.task_params(t), info)
-        .with_milestones(env.milestones());
+        .with_milestones(env.milestones(), &result.milestone_steps);
     summary.cost = EvalCost::new(&result.stats, model.config());
     let out_dir = opts.out_dir.clone().unwrap_or_else(|| run.eval_dir());
     write_outputs(&out_dir, &result, &summary)?;

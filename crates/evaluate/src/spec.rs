@@ -141,6 +141,10 @@ pub struct RolloutResult {
     pub optimal: Vec<f32>,
     /// `[n_envs][episodes]`: each episode's return.
     pub returns: Vec<Vec<f32>>,
+    /// `[n_envs][episodes][milestones]`: the step of the episode (from 1) at which its return
+    /// first reached each of the environment's milestones (`Environment::milestones`, e.g.
+    /// Key-to-Door's door), 0 where it did not; empty where not recorded.
+    pub milestone_steps: Vec<Vec<Vec<u32>>>,
     /// `[n_envs][steps]`: every action taken.
     pub actions: Vec<Vec<u8>>,
     pub stats: RolloutStats,

@@ -98,7 +98,8 @@ pub struct Summary {
     pub milestones: Vec<MilestoneCurve>,
 }
 
-/// The share of environments whose episode return reached `threshold`, per episode index.
+/// The share of environments whose episode return reached `threshold`, per episode index, and
+/// when they reached it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MilestoneCurve {
     pub name: String,
@@ -106,6 +107,18 @@ pub struct MilestoneCurve {
     pub reached: Vec<f64>,
     pub first10: f64,
     pub last10: f64,
+    /// Per episode index, the mean over the environments that reached the milestone of the
+    /// step (from 1) at which their return first reached it; NaN (`null`) where none did or
+    /// steps were not recorded (absent in older files).
+    #[serde(default, deserialize_with = "curve")]
+    pub step: Vec<f64>,
+    /// The same mean over every (environment, episode) of the last 10 episodes that reached it.
+    #[serde(default = "not_recorded", deserialize_with = "number")]
+    pub last10_step: f64,
+}
+
+fn not_recorded() -> f64 {
+    f64::NAN
 }
 
 /// The model's work per action during the rollout, counted from the contexts and the model's
@@ -237,24 +250,50 @@ impl Summary {
         }
     }
 
-    /// Add the share of environments reaching each `(name, threshold)` per episode.
-    pub fn with_milestones(mut self, milestones: &[(&str, f32)]) -> Self {
+    /// Add the share of environments reaching each `(name, threshold)` per episode, and from
+    /// `steps` (`RolloutResult::milestone_steps` for these milestones; empty if not recorded)
+    /// the step at which they reached it.
+    pub fn with_milestones(mut self, milestones: &[(&str, f32)], steps: &[Vec<Vec<u32>>]) -> Self {
         let n = self.envs.len().max(1) as f64;
+        let recorded = steps.len() == self.envs.len()
+            && steps.iter().all(|s| {
+                s.len() >= self.n_episodes && s.iter().all(|e| e.len() == milestones.len())
+            });
+        // Steps at which the milestone was reached in episodes `episodes`, over environments.
+        let steps_in = |m: usize, episodes: std::ops::Range<usize>| -> Vec<f64> {
+            if !recorded {
+                return Vec::new();
+            }
+            steps
+                .iter()
+                .flat_map(|s| s[episodes.clone()].iter().map(move |e| e[m]))
+                .filter(|&at| at > 0)
+                .map(f64::from)
+                .collect()
+        };
+        let mean_or_nan = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
         self.milestones = milestones
             .iter()
-            .map(|&(name, threshold)| {
+            .enumerate()
+            .map(|(m, &(name, threshold))| {
                 let reached: Vec<f64> = (0..self.n_episodes)
                     .map(|k| {
                         let hits = self.envs.iter().filter(|e| e.returns[k] >= threshold);
                         hits.count() as f64 / n
                     })
                     .collect();
+                let step = (0..self.n_episodes)
+                    .map(|k| mean_or_nan(steps_in(m, k..k + 1)))
+                    .collect();
+                let tail = self.n_episodes.saturating_sub(EDGE)..self.n_episodes;
                 MilestoneCurve {
                     name: name.to_string(),
                     threshold,
                     first10: head_mean(&reached, EDGE),
                     last10: tail_mean(&reached, EDGE),
                     reached,
+                    step,
+                    last10_step: mean_or_nan(steps_in(m, tail)),
                 }
             })
             .collect();
@@ -309,9 +348,13 @@ impl Summary {
         );
         for m in &self.milestones {
             s += &format!(
-                "episodes reaching {} (return >= {}): first10 {:.3}, last10 {:.3}\n",
+                "episodes reaching {} (return >= {}): first10 {:.3}, last10 {:.3}",
                 m.name, m.threshold, m.first10, m.last10
             );
+            if m.last10_step.is_finite() {
+                s += &format!(", reached at step {:.1} (mean, last10)", m.last10_step);
+            }
+            s += "\n";
         }
         s
     }
@@ -332,6 +375,7 @@ mod tests {
             seeds: vec![0, 1, 0, 1],
             optimal: vec![10.0, 10.0, 0.0, 0.0],
             returns: vec![up(0.0), up(2.0), vec![4.0; 12], vec![4.0; 12]],
+            milestone_steps: Vec::new(),
             actions: vec![Vec::new(); 4],
             stats: RolloutStats::default(),
         }
@@ -391,7 +435,7 @@ mod tests {
         // 2, 4, 4, 4: 3/4; episode 4 on: all four. Threshold 12: episode 10 → 12 only (1/4),
         // episode 11 → 11, 13: 1/4; earlier none.
         let s = Summary::new(&hand_made(), "goal", |_| vec![], EvalInfo::default())
-            .with_milestones(&[("four", 4.0), ("twelve", 12.0)]);
+            .with_milestones(&[("four", 4.0), ("twelve", 12.0)], &[]);
         let (four, twelve) = (&s.milestones[0], &s.milestones[1]);
         assert_eq!(four.reached[..5], [0.5, 0.5, 0.75, 0.75, 1.0]);
         // First 10: (0.5 + 0.5 + 0.75 + 0.75 + 6 · 1) / 10 = 0.85; last 10 (e = 2..11):
@@ -402,13 +446,58 @@ mod tests {
         assert!((twelve.last10 - 0.05).abs() < 1e-12);
         assert!(
             s.table()
-                .contains("episodes reaching twelve (return >= 12): first10 0.000, last10 0.050")
+                .contains("episodes reaching twelve (return >= 12): first10 0.000, last10 0.050\n")
         );
+        // No steps recorded: every step NaN, and the table says nothing of them.
+        assert!(four.step.iter().all(|x| x.is_nan()) && four.last10_step.is_nan());
         // Older summaries without the field read back with none.
         let mut json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         json.as_object_mut().unwrap().remove("milestones");
         let back: Summary = serde_json::from_value(json).unwrap();
         assert!(back.milestones.is_empty());
+    }
+
+    #[test]
+    fn milestone_steps_by_hand() {
+        // Two environments, 12 episodes, one milestone. Environment 0 reaches it at step 3 in
+        // every even episode, never in odd ones; environment 1 at step 5 in episodes 0 and 11.
+        let mut r = hand_made();
+        r.tasks.truncate(2);
+        r.seeds.truncate(2);
+        r.optimal.truncate(2);
+        r.returns.truncate(2);
+        r.actions.truncate(2);
+        let env0 = (0..12)
+            .map(|k| vec![if k % 2 == 0 { 3 } else { 0 }])
+            .collect();
+        let env1 = (0..12)
+            .map(|k| vec![if k == 0 || k == 11 { 5 } else { 0 }])
+            .collect();
+        r.milestone_steps = vec![env0, env1];
+        let s = Summary::new(&r, "goal", |_| vec![], EvalInfo::default())
+            .with_milestones(&[("m", 1.0)], &r.milestone_steps);
+        let step = &s.milestones[0].step;
+        // Episode 0: (3 + 5) / 2; episode 1: nobody; episode 2: 3; episode 11: 5.
+        assert_eq!((step[0], step[2], step[11]), (4.0, 3.0, 5.0));
+        assert!(step[1].is_nan());
+        // Last 10 episodes (2..11): environment 0 at 3 in five of them, environment 1 at 5
+        // once: (5 · 3 + 5) / 6.
+        assert!((s.milestones[0].last10_step - 20.0 / 6.0).abs() < 1e-12);
+        assert!(
+            s.table().contains("reached at step 3.3 (mean, last10)"),
+            "{}",
+            s.table()
+        );
+        // NaN steps survive the JSON round trip; a file without the fields reads them as NaN.
+        let back: Summary = serde_json::from_str(&s.to_json()).unwrap();
+        assert!(back.milestones[0].step[1].is_nan());
+        assert_eq!(back.milestones[0].step[0], 4.0);
+        let mut json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        let m = &mut json["milestones"][0];
+        m.as_object_mut().unwrap().remove("step");
+        m.as_object_mut().unwrap().remove("last10_step");
+        let old: Summary = serde_json::from_value(json).unwrap();
+        assert!(old.milestones[0].step.is_empty() && old.milestones[0].last10_step.is_nan());
     }
 
     #[test]

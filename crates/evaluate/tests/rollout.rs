@@ -5,7 +5,7 @@ use burn::module::Module;
 use ccad_core::backend::{Engine, device};
 use ccad_core::config::{Boundary, Config, ModelConfig};
 use ccad_core::context::{CompressedQuery, Visibility, WindowQuery};
-use ccad_core::env::{DarkRoom, Environment};
+use ccad_core::env::{DarkRoom, Environment, KeyToDoor};
 use ccad_core::tokens::transition_feature_dim;
 use evaluate::run::{EvalOptions, evaluate_run};
 use evaluate::{Inference, Layout, Rollout, RolloutResult, RolloutSpec, Sampling, rollout};
@@ -158,6 +158,47 @@ fn cached_actions_equal_full_rerun_window() {
     assert_eq!(
         (s.tokens_decoded, s.keys_decoded),
         (5 * (8 * 2 + 22 * 9), 5 * (80 + 22 * 45))
+    );
+}
+
+#[test]
+fn milestone_steps_replay_the_rewards() {
+    // 3 × 3 Key-to-Door, 12-step episodes: a random policy often finds the key and the door.
+    let env = KeyToDoor::new(3, 12);
+    let context = Layout::new(CompressedQuery::new(12, Boundary::Fixed));
+    let model = tiny_model(&env, context.max_len(), 5);
+    let r = run(
+        &model,
+        &env,
+        context,
+        Inference::Native,
+        Sampling::Temperature(1.0),
+    );
+    let (mut keys, mut doors) = (0, 0);
+    for (i, &task) in r.tasks.iter().enumerate() {
+        assert_eq!(r.milestone_steps[i].len(), r.returns[i].len());
+        // Replay the environment's actions: the step (from 1) at which each episode's return
+        // first reaches 1 (key) and 2 (door), 0 where it does not.
+        for (k, actions) in r.actions[i].chunks(12).enumerate() {
+            let mut state = env.reset(task);
+            let (mut ret, mut expected) = (0.0, vec![0u32, 0]);
+            for (step, &a) in (1..).zip(actions) {
+                ret += env.step(task, &mut state, a as usize).reward;
+                for (m, threshold) in [1.0, 2.0].into_iter().enumerate() {
+                    if expected[m] == 0 && ret >= threshold {
+                        expected[m] = step;
+                    }
+                }
+            }
+            assert_eq!(ret, r.returns[i][k]);
+            assert_eq!(r.milestone_steps[i][k], expected, "env {i} episode {k}");
+            keys += usize::from(expected[0] > 0);
+            doors += usize::from(expected[1] > 0);
+        }
+    }
+    assert!(
+        keys > 0 && doors > 0,
+        "the test needs both milestones: {keys} keys, {doors} doors"
     );
 }
 

@@ -346,6 +346,9 @@ pub struct ArmMilestone {
     pub sem: Vec<f64>,
     pub first10: MeanSem,
     pub last10: MeanSem,
+    /// Each seed's mean step (from 1) at which the episodes of its last 10 that reached the
+    /// milestone reached it; NaN for cells evaluated before steps were recorded.
+    pub last10_step: MeanSem,
 }
 
 /// [`ArmMilestone`] of every arm (first-seen order) and every milestone of its first cell (in
@@ -379,6 +382,7 @@ pub fn arm_milestones(cells: &[CellOutcome]) -> Vec<ArmMilestone> {
                 sem: sem_curve,
                 first10: over_seeds(|m| m.first10),
                 last10: over_seeds(|m| m.last10),
+                last10_step: over_seeds(|m| m.last10_step),
             });
         }
     }

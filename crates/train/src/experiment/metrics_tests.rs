@@ -16,6 +16,7 @@ fn summary_of(optimal: Vec<f32>, returns: Vec<Vec<f32>>) -> Summary {
         seeds: vec![0; n],
         optimal,
         returns,
+        milestone_steps: Vec::new(),
         actions: vec![Vec::new(); n],
         stats: RolloutStats::default(),
     };
@@ -236,15 +237,30 @@ fn values_follow_the_name_lists() {
 /// environments, three episodes each.
 pub fn milestone_cells() -> Vec<CellOutcome> {
     let marks = [("key", 1.0), ("door", 2.0)];
-    let seed = |s: u64, returns: Vec<Vec<f32>>| {
-        let summary = summary_of(vec![2.0, 2.0], returns).with_milestones(&marks);
+    // `steps[env][episode]`: the (key, door) step, 0 where not reached.
+    let seed = |s: u64, returns: Vec<Vec<f32>>, steps: [[[u32; 2]; 3]; 2]| {
+        let steps: Vec<Vec<Vec<u32>>> = steps
+            .iter()
+            .map(|env| env.iter().map(|e| e.to_vec()).collect())
+            .collect();
+        let summary = summary_of(vec![2.0, 2.0], returns).with_milestones(&marks, &steps);
         cell("k", s, summary, CellCost::default())
     };
     vec![
-        // key per episode 1/2, 1, 1; door 0, 1/2, 1.
-        seed(0, vec![vec![0.0, 1.0, 2.0], vec![1.0, 2.0, 2.0]]),
-        // key 1/2, 1/2, 1; door 1/2, 1/2, 1/2.
-        seed(1, vec![vec![2.0, 2.0, 2.0], vec![0.0, 0.0, 1.0]]),
+        // key per episode 1/2, 1, 1; door 0, 1/2, 1. Key steps 3, 2, 4, 1, 2 (mean 2.4),
+        // door steps 5, 6, 2 (mean 13/3).
+        seed(
+            0,
+            vec![vec![0.0, 1.0, 2.0], vec![1.0, 2.0, 2.0]],
+            [[[0, 0], [3, 0], [2, 5]], [[4, 0], [1, 6], [2, 2]]],
+        ),
+        // key 1/2, 1/2, 1; door 1/2, 1/2, 1/2. Key steps 1, 2, 3, 7 (mean 3.25), door 3, 4, 5
+        // (mean 4).
+        seed(
+            1,
+            vec![vec![2.0, 2.0, 2.0], vec![0.0, 0.0, 1.0]],
+            [[[1, 3], [2, 4], [3, 5]], [[0, 0], [0, 0], [7, 0]]],
+        ),
     ]
 }
 
@@ -268,6 +284,9 @@ fn milestone_shares_over_seeds_by_hand() {
     assert!(close(key.last10.sem, 1.0 / 12.0));
     // Door per seed 1/2 and 1/2.
     assert!(close(door.last10.mean, 0.5) && close(door.last10.sem, 0.0));
+    // Steps: key 2.4 and 3.25 → 2.825 ± 0.425; door 13/3 and 4 → 25/6 ± 1/6.
+    assert!(close(key.last10_step.mean, 2.825) && close(key.last10_step.sem, 0.425));
+    assert!(close(door.last10_step.mean, 25.0 / 6.0) && close(door.last10_step.sem, 1.0 / 6.0));
 }
 
 #[test]

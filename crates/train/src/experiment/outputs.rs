@@ -231,16 +231,16 @@ fn arms_table(w: &mut String, arms: &[ArmSummary]) {
 fn milestones_table(w: &mut String, milestones: &[ArmMilestone]) {
     let _ = writeln!(
         w,
-        "| arm | milestone | seeds | first 10 episodes | last 10 episodes | at ep 1 / 10 / 50 / last |"
+        "| arm | milestone | seeds | first 10 episodes | last 10 episodes | at ep 1 / 10 / 50 / last | step reached (last 10) |"
     );
-    let _ = writeln!(w, "|---|---|--:|--:|--:|--:|");
+    let _ = writeln!(w, "|---|---|--:|--:|--:|--:|--:|");
     let at = |m: &ArmMilestone, episode: usize| {
         fmt3(m.mean.get(episode - 1).copied().unwrap_or(f64::NAN))
     };
     for m in milestones {
         let _ = writeln!(
             w,
-            "| {} | {} (return ≥ {}) | {} | {} | {} | {} / {} / {} / {} |",
+            "| {} | {} (return ≥ {}) | {} | {} | {} | {} / {} / {} / {} | {} ± {} |",
             cell_text(&m.arm),
             cell_text(&m.name),
             m.threshold,
@@ -251,6 +251,8 @@ fn milestones_table(w: &mut String, milestones: &[ArmMilestone]) {
             at(m, 10),
             at(m, 50),
             fmt3(m.mean.last().copied().unwrap_or(f64::NAN)),
+            rounded(m.last10_step.mean, 1),
+            rounded(m.last10_step.sem, 1),
         );
     }
 }
@@ -317,7 +319,10 @@ pub fn render_report(
             w,
             "\nThe share of episodes whose return reached the milestone (over held-out tasks × \
              evaluation seeds), mean ± standard error over training seeds; single episodes are \
-             means only. Per episode in `milestones.csv` and `milestones.png`.\n"
+             means only. Step reached: the step of the episode (from 1) at which the return \
+             first reached the milestone, averaged over those of the last 10 episodes that reached it, \
+             then over seeds ({NOT_AVAILABLE} where not recorded). Per episode in \
+             `milestones.csv` and `milestones.png`.\n"
         );
     }
     let _ = writeln!(

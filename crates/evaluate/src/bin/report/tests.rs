@@ -53,6 +53,7 @@ fn make_run(
         seeds: (0..n).map(|i| (i % 2) as u64).collect(),
         optimal: optimal.to_vec(),
         returns: returns.chunks(episodes).map(<[f32]>::to_vec).collect(),
+        milestone_steps: Vec::new(),
         actions: vec![Vec::new(); n],
         stats: Default::default(),
     };
