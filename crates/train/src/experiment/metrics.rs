@@ -299,7 +299,13 @@ pub fn summarise(cells: &[CellOutcome]) -> Vec<ArmSummary> {
 /// cell's curve.
 pub fn arm_curve(cells: &[&CellOutcome]) -> (Vec<f64>, Vec<f64>) {
     let curves: Vec<Vec<f64>> = cells.iter().map(|c| return_curve(&c.summary)).collect();
-    let episodes = curves.iter().map(Vec::len).min().unwrap_or(0);
+    mean_sem_per_episode(&curves.iter().map(Vec::as_slice).collect::<Vec<_>>())
+}
+
+/// Per episode, the mean of `curves` (one per seed) and its standard error; as long as the
+/// shortest curve.
+fn mean_sem_per_episode(curves: &[&[f64]]) -> (Vec<f64>, Vec<f64>) {
+    let episodes = curves.iter().map(|c| c.len()).min().unwrap_or(0);
     (0..episodes)
         .map(|j| {
             let at: Vec<f64> = curves.iter().map(|c| c[j]).collect();
@@ -363,13 +369,8 @@ pub fn arm_milestones(cells: &[CellOutcome]) -> Vec<ArmMilestone> {
                 .iter()
                 .filter_map(|c| c.summary.milestones.iter().find(|m| m.name == first.name))
                 .collect();
-            let episodes = curves.iter().map(|m| m.reached.len()).min().unwrap_or(0);
-            let (mean_curve, sem_curve) = (0..episodes)
-                .map(|j| {
-                    let at: Vec<f64> = curves.iter().map(|m| m.reached[j]).collect();
-                    (mean(&at), sem(&at))
-                })
-                .unzip();
+            let reached: Vec<&[f64]> = curves.iter().map(|m| m.reached.as_slice()).collect();
+            let (mean_curve, sem_curve) = mean_sem_per_episode(&reached);
             let over_seeds = |field: fn(&MilestoneCurve) -> f64| {
                 MeanSem::of(&curves.iter().map(|m| field(m)).collect::<Vec<_>>())
             };
