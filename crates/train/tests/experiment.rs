@@ -67,8 +67,13 @@ fn setup() -> tempfile::TempDir {
 }
 
 fn run(dir: &Path) -> (bool, String) {
+    run_with(dir, &[])
+}
+
+fn run_with(dir: &Path, flags: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_experiment"))
         .arg("x.toml")
+        .args(flags)
         .current_dir(dir)
         .output()
         .unwrap();
@@ -196,6 +201,38 @@ fn an_experiment_runs_resumes_and_reports() {
     assert_eq!(m2.commands.len(), m.commands.len() + 2);
     assert!(cell.join("eval/summary.json").is_file());
     assert_eq!(stats(d, "window", 1).steps_done as u64, steps[1]);
+
+    // Evaluating the finished cells again: four evaluations join the manifest, no training;
+    // each record keeps its training's wall time; the same checkpoints and evaluation seeds
+    // give the same per-seed results.
+    let done = |arm: &str, seed: u64| -> serde_json::Value {
+        let path = r.join(format!("cells/{arm}/seed-{seed}/cell.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let before = done("compressed", 0);
+    let per_seed_before = std::fs::read_to_string(r.join("per_seed.csv")).unwrap();
+    let (ok, err) = run_with(d, &["--reevaluate"]);
+    assert!(ok, "{err}");
+    assert_eq!(err.matches("evaluated again").count(), 4, "{err}");
+    let m3 = manifest(d);
+    assert_eq!(m3.commands.len(), m2.commands.len() + 4);
+    assert_eq!(
+        stage_count(&m3, "evaluate"),
+        stage_count(&m2, "evaluate") + 4
+    );
+    assert_eq!(stage_count(&m3, "train"), stage_count(&m2, "train"));
+    let after = done("compressed", 0);
+    assert_eq!(after["train_wall_s"], before["train_wall_s"]);
+    assert_eq!(after["config"], before["config"]);
+    assert_ne!(after["eval_wall_s"], before["eval_wall_s"]);
+    let strip_walls = |csv: &str| -> Vec<String> {
+        // Drop the wall-time and speed columns (the evaluation's wall time changed).
+        csv.lines()
+            .map(|l| l.split(',').take(9).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    let per_seed_after = std::fs::read_to_string(r.join("per_seed.csv")).unwrap();
+    assert_eq!(strip_walls(&per_seed_after), strip_walls(&per_seed_before));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! and evaluate every arm × training seed of an experiment on an equal budget and write
 //! `runs/experiment-NAME/` (report.md, summary.csv, per_seed.csv, paired.csv, curves.png,
 //! protocol.json, manifest.json). Run it again to resume: finished cells are kept, a killed
-//! one resumes from its checkpoint.
+//! one resumes from its checkpoint; `--reevaluate` evaluates the finished ones again.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,10 @@ struct Args {
     /// The experiment file (TOML).
     #[arg(required_unless_present = "stage")]
     file: Option<PathBuf>,
+    /// Evaluate the finished cells again from their final checkpoints (training is kept), e.g.
+    /// after `evaluate` gained a metric; unfinished cells run as usual.
+    #[arg(long)]
+    reevaluate: bool,
     /// Internal: run one stage on `--config` in this process (the runner's children).
     #[arg(long, value_enum, hide = true, requires = "config")]
     stage: Option<Stage>,
@@ -45,6 +49,7 @@ fn run(args: Args) -> Result<()> {
     let exp = Experiment::load(&file)?;
     let exe = std::env::current_exe().map_err(|e| Error::io(&file, e))?;
     let mut r = Runner::new(&exp, exe)?;
+    r.reevaluate = args.reevaluate;
     let out = runner::run(&exp, &mut r)?;
     train::experiment::report::write_all(&exp, &out, &r.root)?;
     eprintln!(

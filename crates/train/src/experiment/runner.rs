@@ -71,6 +71,9 @@ pub struct RunOutcome {
 pub struct Runner {
     pub exe: PathBuf,
     pub root: PathBuf,
+    /// Evaluate finished cells again from their final checkpoints (their training is kept),
+    /// e.g. after `evaluate` gained a metric; the commands join the manifest.
+    pub reevaluate: bool,
     manifest: Manifest,
 }
 
@@ -89,6 +92,7 @@ impl Runner {
         let runner = Self {
             exe,
             root,
+            reevaluate: false,
             manifest,
         };
         runner.save_manifest()?;
@@ -220,8 +224,19 @@ impl Runner {
         let mut spent = Vec::new();
         for (k, cell) in cells.iter().enumerate() {
             let tag = format!("[{}/{total}] {} seed {}", k + 1, cell.arm, cell.seed);
-            if done_record(cell).is_some() {
-                eprintln!("experiment: {tag}: done earlier");
+            if let Some(done) = done_record(cell) {
+                if !self.reevaluate {
+                    eprintln!("experiment: {tag}: done earlier");
+                } else {
+                    match self.reevaluate_cell(cell, done) {
+                        Ok(wall) => eprintln!("experiment: {tag}: evaluated again in {wall:.0} s"),
+                        Err(e) => {
+                            let msg = e.to_string().replace('\n', " ");
+                            eprintln!("experiment: {tag}: evaluating again FAILED: {msg}");
+                            failed.push((cell.arm.clone(), cell.seed, msg));
+                        }
+                    }
+                }
                 continue;
             }
             let start = Instant::now();
@@ -264,6 +279,23 @@ impl Runner {
         };
         let text = serde_json::to_string_pretty(&record).expect("cell record serialises");
         write_atomic(&dir.join(CELL_DONE_FILE), text.as_bytes())
+    }
+
+    /// Evaluate a finished cell again; its record keeps the training's wall time and takes
+    /// the new evaluation's. A failed evaluation is reported as the cell's failure and leaves
+    /// the record as it was.
+    fn reevaluate_cell(&mut self, cell: &Cell, done: CellDone) -> Result<f64> {
+        let dir = cell.dir();
+        let config = dir.join(CELL_CONFIG_FILE);
+        write_atomic(&config, done.config.as_bytes())?;
+        let eval_wall_s = self.stage(Stage::Evaluate, &config, &dir.join("evaluate.log"))?;
+        let record = CellDone {
+            eval_wall_s,
+            ..done
+        };
+        let text = serde_json::to_string_pretty(&record).expect("cell record serialises");
+        write_atomic(&dir.join(CELL_DONE_FILE), text.as_bytes())?;
+        Ok(eval_wall_s)
     }
 }
 
