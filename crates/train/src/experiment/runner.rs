@@ -272,13 +272,14 @@ impl Runner {
         write_atomic(&config, config_text.as_bytes())?;
         let train_wall_s = self.stage(Stage::Train, &config, &dir.join("train.log"))?;
         let eval_wall_s = self.stage(Stage::Evaluate, &config, &dir.join("evaluate.log"))?;
-        let record = CellDone {
-            config: config_text,
-            train_wall_s,
-            eval_wall_s,
-        };
-        let text = serde_json::to_string_pretty(&record).expect("cell record serialises");
-        write_atomic(&dir.join(CELL_DONE_FILE), text.as_bytes())
+        write_done(
+            &dir,
+            &CellDone {
+                config: config_text,
+                train_wall_s,
+                eval_wall_s,
+            },
+        )
     }
 
     /// Evaluate a finished cell again; its record keeps the training's wall time and takes
@@ -289,14 +290,21 @@ impl Runner {
         let config = dir.join(CELL_CONFIG_FILE);
         write_atomic(&config, done.config.as_bytes())?;
         let eval_wall_s = self.stage(Stage::Evaluate, &config, &dir.join("evaluate.log"))?;
-        let record = CellDone {
-            eval_wall_s,
-            ..done
-        };
-        let text = serde_json::to_string_pretty(&record).expect("cell record serialises");
-        write_atomic(&dir.join(CELL_DONE_FILE), text.as_bytes())?;
+        write_done(
+            &dir,
+            &CellDone {
+                eval_wall_s,
+                ..done
+            },
+        )?;
         Ok(eval_wall_s)
     }
+}
+
+/// Mark the cell in `dir` finished.
+fn write_done(dir: &Path, record: &CellDone) -> Result<()> {
+    let text = serde_json::to_string_pretty(record).expect("cell record serialises");
+    write_atomic(&dir.join(CELL_DONE_FILE), text.as_bytes())
 }
 
 /// A cell's record if it finished with its current config.
