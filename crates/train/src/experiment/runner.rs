@@ -230,11 +230,7 @@ impl Runner {
                 } else {
                     match self.reevaluate_cell(cell, done) {
                         Ok(wall) => eprintln!("experiment: {tag}: evaluated again in {wall:.0} s"),
-                        Err(e) => {
-                            let msg = e.to_string().replace('\n', " ");
-                            eprintln!("experiment: {tag}: evaluating again FAILED: {msg}");
-                            failed.push((cell.arm.clone(), cell.seed, msg));
-                        }
+                        Err(e) => failed.push(failure(&tag, "evaluating again ", cell, &e)),
                     }
                 }
                 continue;
@@ -254,11 +250,7 @@ impl Runner {
                         mean * left as f64 / 60.0
                     );
                 }
-                Err(e) => {
-                    let msg = e.to_string().replace('\n', " ");
-                    eprintln!("experiment: {tag}: FAILED: {msg}");
-                    failed.push((cell.arm.clone(), cell.seed, msg));
-                }
+                Err(e) => failed.push(failure(&tag, "", cell, &e)),
             }
         }
         failed
@@ -299,6 +291,13 @@ impl Runner {
         )?;
         Ok(eval_wall_s)
     }
+}
+
+/// Print a cell's failure on one line and return it as `(arm, seed, message)`.
+fn failure(tag: &str, doing: &str, cell: &Cell, e: &Error) -> (String, u64, String) {
+    let msg = e.to_string().replace('\n', " ");
+    eprintln!("experiment: {tag}: {doing}FAILED: {msg}");
+    (cell.arm.clone(), cell.seed, msg)
 }
 
 /// Mark the cell in `dir` finished.
