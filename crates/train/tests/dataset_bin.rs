@@ -3,17 +3,35 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 #[allow(dead_code)]
 #[path = "../src/bin/dataset/fixture.rs"]
 mod fixture;
 
+/// Held while a test writes its fixture and while one spawns the binary. The tests run as threads
+/// of one process: a child forked while another thread has its fixture open inherits that file
+/// descriptor (HDF5 does not open with close-on-exec) and with it HDF5's lock on the file, so the
+/// other test's own child then fails to open its file ("unable to lock file").
+static FORK_GUARD: Mutex<()> = Mutex::new(());
+
+fn write_fixture(path: &Path) {
+    let _guard = FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+    fixture::write(path);
+}
+
 fn dataset(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dataset"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
+    let child = {
+        let _guard = FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_dataset"))
+            .current_dir(dir)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    child.wait_with_output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -23,7 +41,7 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn prints_regions_and_writes_the_png_next_to_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    fixture::write(&dir.path().join("tiny.hdf5"));
+    write_fixture(&dir.path().join("tiny.hdf5"));
     let o = dataset(dir.path(), &["tiny.hdf5", "--streams", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
@@ -60,7 +78,7 @@ fn prints_regions_and_writes_the_png_next_to_nothing() {
 #[test]
 fn bad_task_stream_or_file_is_one_line_and_a_failure() {
     let dir = tempfile::tempdir().unwrap();
-    fixture::write(&dir.path().join("tiny.hdf5"));
+    write_fixture(&dir.path().join("tiny.hdf5"));
     for (args, want) in [
         (
             &["tiny.hdf5", "--task", "5"][..],
